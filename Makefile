@@ -1,0 +1,29 @@
+# The two commands: `make demo` (a real canary release, promoted and rolled back) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: demo test install packages settings bench clean
+
+install: $(VENV)/.installed packages
+
+$(VENV)/.installed: requirements.txt constraints.txt
+	@$(PYTHON) -m venv $(VENV) || { bash include/scripts/install_packages.sh python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+	@touch $@
+
+packages:
+	@bash include/scripts/install_packages.sh haproxy prometheus
+
+demo: install
+	$(PY) include/scripts/run_demo.py
+
+test: install
+	$(PY) -m pytest -q tests
+
+# Load airflow_settings.yaml into the Airflow at $$AIRFLOW_HOME.
+settings: install
+	$(PY) include/scripts/load_airflow_settings.py airflow_settings.yaml
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache

@@ -1,0 +1,42 @@
+"""Every error this package raises, drawn once::
+
+    CanaryError
+    ├── SpecError             bad release spec or run conf; retrying cannot fix it
+    ├── RouterError           the traffic API failed; a retry may help
+    │   └── WeightNotApplied  the read-back weight differs from what was set
+    ├── MetricsError          the metrics backend rejected the query (bad query, auth); not retried
+    │   └── BackendUnavailable  backend down, timed out or 5xx; hold and retry
+    └── HookError             a deploy/promote/rollback hook (command or webhook) failed
+
+"No data yet" is not an exception: a provider returns ``None`` values and the judge holds.
+"""
+
+from __future__ import annotations
+
+
+class CanaryError(Exception):
+    """Base of every error raised by canary_operators."""
+
+
+class SpecError(CanaryError, ValueError):
+    """A release spec or a run's conf is invalid. The message names the file (or conf) and field."""
+
+
+class RouterError(CanaryError):
+    """The traffic router's API failed."""
+
+
+class WeightNotApplied(RouterError):
+    """The router reports a different canary weight than the one just set."""
+
+
+class MetricsError(CanaryError):
+    """The metrics backend refused the request in a way retrying will not fix."""
+
+
+class BackendUnavailable(MetricsError):
+    """The metrics backend is unreachable, timed out or answered 5xx."""
+
+
+class HookError(CanaryError):
+    """A deploy, promote or rollback hook failed."""

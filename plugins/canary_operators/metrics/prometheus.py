@@ -1,0 +1,154 @@
+"""Prometheus through its HTTP API (``/api/v1/query``), with built-in PromQL per check kind.
+
+Arms are told apart by a version label (``version_label``, default ``version``). Label values
+from specs and conf are escaped before they go into a query; label names are validated.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from string import Template
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from canary_operators.exceptions import BackendUnavailable, MetricsError
+from canary_operators.measurement import ArmSample, Measurement
+from canary_operators.metrics.base import MetricsProvider, Scope
+from canary_operators.spec import METRIC_NAME_PATTERN, BusinessCheck, ErrorRateCheck, LatencyCheck, ResourceCheck
+
+_LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+
+
+class PrometheusSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version_label: str = Field(default="version", pattern=_LABEL)
+    labels: dict[str, str] = Field(default_factory=dict)  # extra exact matchers, e.g. {job: web}
+    requests_metric: str = Field(default="http_requests_total", pattern=METRIC_NAME_PATTERN)
+    status_label: str = Field(default="code", pattern=_LABEL)
+    error_status_regex: str = "5.."
+    latency_histogram: str = Field(default="http_request_duration_seconds", pattern=METRIC_NAME_PATTERN)
+    cpu_metric: str = Field(default="process_cpu_seconds_total", pattern=METRIC_NAME_PATTERN)
+    memory_metric: str = Field(default="process_resident_memory_bytes", pattern=METRIC_NAME_PATTERN)
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, labels: dict[str, str]) -> dict[str, str]:
+        for name in labels:
+            if not re.match(_LABEL, name):
+                raise ValueError(f"label name {name!r} must match {_LABEL}")
+        return labels
+
+
+def escape_label_value(value: str) -> str:
+    """Escape a string for a PromQL double-quoted label value."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class PrometheusProvider(MetricsProvider):
+    type_name: ClassVar[str] = "prometheus"
+    settings_model = PrometheusSettings
+
+    # -- PromQL -----------------------------------------------------------------------------
+
+    def selector(self, version: str, extra: str = "") -> str:
+        s = self.settings
+        matchers = [f'{s.version_label}="{escape_label_value(version)}"']
+        matchers += [f'{k}="{escape_label_value(v)}"' for k, v in sorted(s.labels.items())]
+        if extra:
+            matchers.append(extra)
+        return ",".join(matchers)
+
+    def queries(self, check, version: str, window: str) -> dict[str, str]:
+        """The PromQL this provider runs for one arm of ``check``: {"value"|"requests"|"errors": query}."""
+        s = self.settings
+        sel = self.selector(version)
+        requests = f"sum(increase({s.requests_metric}{{{sel}}}[{window}]))"
+        errors_sel = self.selector(version, f'{s.status_label}=~"{escape_label_value(s.error_status_regex)}"')
+        out = {"requests": requests}
+        if check.query:
+            out["value"] = Template(check.query).safe_substitute(selector=sel, window=window)
+        elif isinstance(check, ErrorRateCheck):
+            # An absent 5xx series means no errors, not no data.
+            out["errors"] = f"sum(increase({s.requests_metric}{{{errors_sel}}}[{window}])) or vector(0)"
+        elif isinstance(check, LatencyCheck):
+            out["value"] = (
+                f"histogram_quantile({check.quantile}, sum by (le) "
+                f"(increase({s.latency_histogram}_bucket{{{sel}}}[{window}])))"
+            )
+        elif isinstance(check, BusinessCheck):
+            out["value"] = f"sum(increase({check.metric}{{{sel}}}[{window}])) / {requests}"
+        elif isinstance(check, ResourceCheck):
+            if check.resource == "cpu":
+                out["value"] = f"avg(rate({s.cpu_metric}{{{sel}}}[{window}]))"
+            else:
+                out["value"] = f"avg(avg_over_time({s.memory_metric}{{{sel}}}[{window}]))"
+        else:  # pragma: no cover
+            raise MetricsError(f"prometheus: no query for check kind {check.kind!r}")
+        return out
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    def _get(self, path: str, params: dict) -> dict:
+        import requests
+
+        ep = self.endpoint
+        url = ep.base_url() + path
+        auth, headers = None, {}
+        if ep.login:
+            auth = (ep.login, ep.password or "")
+        elif ep.password:
+            headers["Authorization"] = f"Bearer {ep.password}"
+        try:
+            response = requests.get(url, params=params, auth=auth, headers=headers, timeout=self.settings.timeout_seconds)
+        except requests.RequestException as e:
+            raise BackendUnavailable(f"prometheus at {ep.base_url()} unreachable: {type(e).__name__}") from None
+        if response.status_code >= 500:
+            raise BackendUnavailable(f"prometheus at {ep.base_url()} answered HTTP {response.status_code}")
+        if response.status_code in (401, 403):
+            raise MetricsError(f"prometheus at {ep.base_url()} refused the credentials (HTTP {response.status_code})")
+        try:
+            body = response.json()
+        except ValueError:
+            raise MetricsError(f"prometheus at {ep.base_url()} answered HTTP {response.status_code} without JSON") from None
+        if body.get("status") != "success":
+            raise MetricsError(f"prometheus rejected {params.get('query')!r}: {body.get('error', body)}")
+        return body["data"]
+
+    def query(self, promql: str, at: float) -> float | None:
+        """One instant query → its single value; None when the result is empty or NaN."""
+        data = self._get("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})
+        result = data.get("result")
+        if data.get("resultType") == "scalar":
+            raw = result[1]
+        elif data.get("resultType") == "vector":
+            if not result:
+                return None
+            if len(result) > 1:
+                raise MetricsError(f"prometheus: {promql!r} returned {len(result)} series; the query must aggregate to one")
+            raw = result[0]["value"][1]
+        else:
+            raise MetricsError(f"prometheus: {promql!r} returned a {data.get('resultType')}, expected a vector")
+        value = float(raw)
+        return value if math.isfinite(value) else None
+
+    def check_online(self) -> None:
+        if self.query("vector(1)", at=0) is None:  # time=0 is valid for a constant
+            raise MetricsError("prometheus answered vector(1) with no data")
+
+    def measure(self, check, scope: Scope) -> Measurement:
+        window = f"{max(1, math.ceil(scope.window_seconds))}s"
+        arms = {}
+        for arm, version in (("canary", scope.canary_version), ("baseline", scope.baseline_version)):
+            q = self.queries(check, version, window)
+            requests = self.query(q["requests"], scope.end)
+            if "errors" in q:
+                errors = self.query(q["errors"], scope.end)
+                value = errors / requests if requests and errors is not None else None
+                shown = f"({q['errors']}) / {q['requests']}"
+                arms[arm] = ArmSample(value=value, requests=requests, errors=errors, query=shown)
+            else:
+                arms[arm] = ArmSample(value=self.query(q["value"], scope.end), requests=requests, query=q["value"])
+        return Measurement(check=check.name, canary=arms["canary"], baseline=arms["baseline"], window_seconds=scope.window_seconds)

@@ -1,0 +1,56 @@
+"""What every canary operator shares: resolving backends from connections, the run's conf, and
+recording why a task failed so the rollback can report it."""
+
+from __future__ import annotations
+
+from canary_operators.endpoint import Endpoint
+from canary_operators.exceptions import SpecError
+from canary_operators.metrics import provider_class
+from canary_operators.routers import router_class
+from canary_operators.spec import ReleaseSpec, RunConf
+
+PREFLIGHT_TASK = "preflight"
+FAILURE_KEY = "failure"
+
+
+def stable_version_variable(release: str) -> str:
+    """The Airflow Variable where Promote records the version now running as stable."""
+    return f"canary_stable_version__{release}"
+
+
+def endpoint_for(conn_id: str | None) -> Endpoint | None:
+    if not conn_id:
+        return None
+    from airflow.sdk import BaseHook
+
+    return Endpoint.from_connection(BaseHook.get_connection(conn_id))
+
+
+def build_router(release: ReleaseSpec):
+    return router_class(release.router.type)(release.router.settings, endpoint_for(release.router.conn_id))
+
+
+def build_provider(release: ReleaseSpec):
+    return provider_class(release.metrics.type)(release.metrics.settings, endpoint_for(release.metrics.conn_id))
+
+
+def run_conf_of(context) -> RunConf:
+    """The run's versions as preflight resolved them."""
+    resolved = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK)
+    if not resolved:
+        raise SpecError("preflight left no resolved conf; it must run first")
+    return RunConf.model_validate(resolved)
+
+
+class RecordsFailure:
+    """Mixin: push ``failure`` (task and error) to XCom when the task fails, for the rollback."""
+
+    def record_failure(self, context, error: BaseException) -> None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        if isinstance(error, AirflowSkipException) or type(error).__name__ in ("TaskDeferred", "AirflowRescheduleException"):
+            return
+        try:
+            context["ti"].xcom_push(key=FAILURE_KEY, value={"task": self.task_id, "error": f"{type(error).__name__}: {error}"})
+        except Exception:  # recording must never hide the real error
+            self.log.warning("could not record the failure reason of %s", self.task_id)

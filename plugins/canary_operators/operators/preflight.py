@@ -1,0 +1,46 @@
+"""Preflight: validate the run's conf and check that the router and the metrics backend answer."""
+
+from __future__ import annotations
+
+from airflow.sdk import BaseOperator, Variable
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from canary_operators.exceptions import SpecError
+from canary_operators.operators.common import RecordsFailure, build_provider, build_router, stable_version_variable
+from canary_operators.spec import ReleaseSpec, resolve_run_conf
+
+
+class Preflight(RecordsFailure, BaseOperator):
+    """Resolve what this run releases and check both backends. Changes nothing."""
+
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, release: ReleaseSpec, **kwargs):
+        super().__init__(**kwargs)
+        self.release = release
+
+    def execute(self, context) -> dict:
+        try:
+            return self._execute(context)
+        except BaseException as e:
+            self.record_failure(context, e)
+            raise
+
+    def _execute(self, context) -> dict:
+        conf = dict(context["dag_run"].conf or {})
+        last_promoted = Variable.get(stable_version_variable(self.release.name), default=None)
+        try:
+            run = resolve_run_conf(self.release, conf, last_promoted)
+        except SpecError as e:
+            raise AirflowFailException(f"bad conf for {self.release.dag_id}: {e}") from None
+        if run.version == run.stable_version:
+            raise AirflowSkipException(f"nothing to release: {run.version} is already the stable version")
+        router = build_router(self.release)
+        router.check_online()  # RouterError: retried
+        weight = router.get_canary_weight()
+        build_provider(self.release).check_online()  # BackendUnavailable: retried
+        self.log.info(
+            "preflight ok: release %s version %s against stable %s; %s router answers (canary at %d%%), %s answers",
+            run.release, run.version, run.stable_version, self.release.router.type, weight, self.release.metrics.type,
+        )
+        return run.model_dump()

@@ -1,0 +1,48 @@
+"""Promote: send all traffic to the canary, make it the new stable, and record the version."""
+
+from __future__ import annotations
+
+from airflow.sdk import BaseOperator, Variable
+
+from canary_operators.actions import run_action
+from canary_operators.operators.common import (
+    RecordsFailure,
+    build_router,
+    endpoint_for,
+    run_conf_of,
+    stable_version_variable,
+)
+from canary_operators.spec import ReleaseSpec
+
+
+class Promote(RecordsFailure, BaseOperator):
+    """Shift to 100%. With a ``promote`` action: run it (stable now runs the new version), then
+    route everything back to the stable slot. Records the version as the release's stable one."""
+
+    ui_color = "#d2e3fc"
+
+    def __init__(self, *, release: ReleaseSpec, **kwargs):
+        super().__init__(**kwargs)
+        self.release = release
+
+    def execute(self, context) -> dict:
+        try:
+            return self._execute(context)
+        except BaseException as e:
+            self.record_failure(context, e)
+            raise
+
+    def _execute(self, context) -> dict:
+        run = run_conf_of(context)
+        router = build_router(self.release)
+        router.apply(100)
+        result = {"version": run.version, "previous_stable": run.stable_version, "canary_weight": 100}
+        if self.release.promote is not None:
+            result["action"] = run_action(self.release.promote, "promote", run, endpoint_for)
+            result["canary_weight"] = router.apply(0)
+            where = "the stable slot (canary slot back to 0%)"
+        else:
+            where = "the canary slot at 100% (no promote action: the stable slot still runs the old version)"
+        Variable.set(stable_version_variable(run.release), run.version)
+        self.log.info("promoted %s %s: it now serves all traffic from %s", run.release, run.version, where)
+        return result

@@ -1,0 +1,33 @@
+"""ShiftTraffic: set the canary's share of traffic to an absolute weight and verify it."""
+
+from __future__ import annotations
+
+import time
+
+from airflow.sdk import BaseOperator
+
+from canary_operators.operators.common import RecordsFailure, build_router
+from canary_operators.spec import ReleaseSpec
+
+
+class ShiftTraffic(RecordsFailure, BaseOperator):
+    """Set the canary to ``weight`` percent (stable gets the rest) and read it back. Idempotent."""
+
+    template_fields = ("weight",)
+    ui_color = "#e6f4ea"
+
+    def __init__(self, *, release: ReleaseSpec, weight: int, **kwargs):
+        super().__init__(**kwargs)
+        self.release = release
+        self.weight = weight
+
+    def execute(self, context) -> dict:
+        try:
+            weight = int(self.weight)
+            actual = build_router(self.release).apply(weight)
+            shifted_at = time.time()
+            self.log.info("%s: canary now takes %d%% of traffic (read back)", self.release.name, actual)
+            return {"weight": actual, "shifted_at": shifted_at}
+        except BaseException as e:
+            self.record_failure(context, e)
+            raise

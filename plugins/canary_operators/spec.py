@@ -1,0 +1,309 @@
+"""Release specs: one YAML file per service, validated into typed objects before any DAG is built.
+
+``load_spec(path)`` returns a ``ReleaseSpec`` or raises ``SpecError`` whose message names the file
+and the field, e.g. ``include/releases/web.yaml: steps[2]=120: must be a percentage, strictly
+increasing, ending at 100``. No Airflow import here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from canary_operators.durations import parse_duration
+from canary_operators.exceptions import SpecError
+
+NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+# Versions end up in PromQL label matchers, webhook bodies and command arguments.
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
+DEFAULT_STEPS = [1, 5, 25, 50, 100]
+STEPS_RULE = "must be a percentage, strictly increasing, ending at 100"
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackendSpec(_Strict):
+    """Which backend to use (``type``), how to reach it (``conn_id``) and its own ``settings``."""
+
+    type: str
+    conn_id: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Check(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    min_requests: int = Field(default=100, ge=0)
+    # Replaces the built-in query. ``$selector`` and ``$window`` are filled per arm.
+    query: str | None = None
+
+
+class ErrorRateCheck(_Check):
+    kind: Literal["error_rate"]
+    max_increase_pp: float = Field(default=0.5, ge=0, le=100)
+
+
+class LatencyCheck(_Check):
+    kind: Literal["latency"]
+    quantile: Literal[0.5, 0.95, 0.99] = 0.99
+    max_ratio: float = Field(default=1.10, gt=0)
+
+
+class BusinessCheck(_Check):
+    """A counter per version, compared per request (e.g. checkouts per request)."""
+
+    kind: Literal["business"]
+    metric: str | None = Field(default=None, pattern=METRIC_NAME_PATTERN)
+    min_ratio: float | None = Field(default=None, gt=0)
+    max_ratio: float | None = Field(default=None, gt=0)
+
+
+class ResourceCheck(_Check):
+    kind: Literal["resource"]
+    resource: Literal["cpu", "memory"]
+    max_ratio: float = Field(default=1.5, gt=0)
+
+
+Check = Annotated[
+    Union[ErrorRateCheck, LatencyCheck, BusinessCheck, ResourceCheck], Field(discriminator="kind")
+]
+
+
+class CommandHook(_Strict):
+    """Run a command (no shell). ``{version}``, ``{stable_version}``, ``{release}`` are filled in."""
+
+    type: Literal["command"]
+    command: list[str] = Field(min_length=1)
+    timeout: Duration = 300.0
+
+
+class WebhookHook(_Strict):
+    """POST a JSON body to an Airflow HTTP connection (Flagger-style webhook)."""
+
+    type: Literal["webhook"]
+    conn_id: str
+    endpoint: str = Field(default="/", pattern=r"^/")
+    timeout: Duration = 30.0
+
+
+Hook = Annotated[Union[CommandHook, WebhookHook], Field(discriminator="type")]
+
+
+def _default_checks() -> list:
+    return [ErrorRateCheck(name="error_rate", kind="error_rate"), LatencyCheck(name="p99", kind="latency")]
+
+
+class ReleaseSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    owner: str = "airflow"
+    tags: list[str] = Field(default_factory=list)
+    schedule: str | None = None
+    default_version: str | None = None
+    stable_version: str | None = None
+    router: BackendSpec
+    metrics: BackendSpec
+    steps: list[int] = Field(default_factory=lambda: list(DEFAULT_STEPS))
+    bake_time: Duration = 300.0
+    gate_timeout: Duration = 900.0
+    poke_interval: Duration = 30.0
+    max_provider_errors: int = Field(default=3, ge=1)
+    retries: int = Field(default=2, ge=0)
+    retry_delay: Duration = 10.0
+    checks: list[Check] = Field(default_factory=_default_checks, min_length=1)
+    deploy: Hook | None = None
+    promote: Hook | None = None
+    rollback: Hook | None = None
+
+    @property
+    def dag_id(self) -> str:
+        return f"canary_{self.name}"
+
+    @property
+    def gate_steps(self) -> list[int]:
+        """The weights that get a gate: every step below 100 (100 is the promotion)."""
+        return [s for s in self.steps if s < 100]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and error formatting
+
+
+def _loc(parts: tuple) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _issue(loc: str, value: Any, message: str, show_value: bool = True) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    shown = f"={value}" if show_value and isinstance(value, (int, float, str)) and not isinstance(value, bool) else ""
+    return f"{loc}{shown}: {message}"
+
+
+def _pydantic_issues(err: ValidationError) -> list[str]:
+    issues = []
+    for e in err.errors():
+        loc = _without_union_tags(e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        issues.append(_issue(_loc(loc) or "(top level)", e.get("input"), msg, e["type"] != "extra_forbidden"))
+    return issues
+
+
+_UNION_TAGS = {"error_rate", "latency", "business", "resource", "command", "webhook"}
+_UNION_FIELDS = {"deploy", "promote", "rollback"}
+
+
+def _without_union_tags(loc: tuple) -> tuple:
+    """Drop the tag pydantic adds after a tagged union (checks[0].latency.quantile → checks[0].quantile)."""
+    parts = list(loc)
+    if len(parts) > 2 and parts[0] == "checks" and isinstance(parts[1], int) and parts[2] in _UNION_TAGS:
+        del parts[2]
+    elif len(parts) > 1 and parts[0] in _UNION_FIELDS and parts[1] in _UNION_TAGS:
+        del parts[1]
+    return tuple(parts)
+
+
+def _semantic_issues(spec: ReleaseSpec) -> list[str]:
+    from canary_operators.metrics import provider_class
+    from canary_operators.routers import router_class
+
+    issues = []
+    previous = 0
+    for i, step in enumerate(spec.steps):
+        if not (0 < step <= 100) or step <= previous or (i == len(spec.steps) - 1 and step != 100):
+            issues.append(_issue(f"steps[{i}]", step, STEPS_RULE))
+            break
+        previous = step
+    if not spec.steps:
+        issues.append(_issue("steps", "[]", STEPS_RULE, show_value=False))
+    if spec.gate_timeout <= spec.bake_time:
+        issues.append(_issue("gate_timeout", spec.gate_timeout, f"must be longer than bake_time ({spec.bake_time:g}s)"))
+    if spec.poke_interval <= 0:
+        issues.append(_issue("poke_interval", spec.poke_interval, "must be more than 0"))
+    seen: set[str] = set()
+    for i, check in enumerate(spec.checks):
+        if check.name in seen:
+            issues.append(_issue(f"checks[{i}].name", check.name, "duplicate check name"))
+        seen.add(check.name)
+        if isinstance(check, BusinessCheck):
+            if check.min_ratio is None and check.max_ratio is None:
+                issues.append(_issue(f"checks[{i}]", None, "a business check needs min_ratio or max_ratio"))
+            if check.metric is None and check.query is None:
+                issues.append(_issue(f"checks[{i}]", None, "a business check needs metric or query"))
+    for version_field in ("default_version", "stable_version"):
+        value = getattr(spec, version_field)
+        if value is not None and not VERSION_PATTERN.match(value):
+            issues.append(_issue(version_field, value, f"must match {VERSION_PATTERN.pattern}"))
+    if spec.schedule is not None:
+        issues.extend(_schedule_issues(spec.schedule))
+    for field, lookup in (("router", router_class), ("metrics", provider_class)):
+        backend: BackendSpec = getattr(spec, field)
+        try:
+            cls = lookup(backend.type)
+        except SpecError as e:
+            issues.append(_issue(f"{field}.type", backend.type, str(e)))
+            continue
+        try:
+            cls.settings_model.model_validate(backend.settings)
+        except ValidationError as e:
+            issues.extend(f"{field}.settings.{i}" for i in _pydantic_issues(e))
+        if cls.needs_connection and not backend.conn_id:
+            issues.append(_issue(f"{field}.conn_id", None, f"required by {backend.type}"))
+    return issues
+
+
+def _schedule_issues(schedule: str) -> list[str]:
+    if schedule.startswith("@"):
+        known = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
+        return [] if schedule in known else [_issue("schedule", schedule, f"unknown preset; use one of {sorted(known)}")]
+    from croniter import croniter
+
+    return [] if croniter.is_valid(schedule) else [_issue("schedule", schedule, "not a valid cron expression")]
+
+
+def display_path(path: Path) -> str:
+    """The path as a user names it: relative to the project root when inside it."""
+    path = Path(path).resolve()
+    for root in path.parents:
+        if (root / "dags").is_dir() and (root / "include").is_dir():
+            return str(path.relative_to(root))
+    return str(path)
+
+
+def parse_spec(data: Any, source: str) -> ReleaseSpec:
+    """Validate already-loaded YAML data. ``source`` names the file in errors."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: (top level): must be a mapping of fields, got {type(data).__name__}")
+    try:
+        spec = ReleaseSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError("\n".join(f"{source}: {issue}" for issue in _pydantic_issues(e))) from None
+    issues = _semantic_issues(spec)
+    if issues:
+        raise SpecError("\n".join(f"{source}: {issue}" for issue in issues))
+    return spec
+
+
+def load_spec(path: Path | str) -> ReleaseSpec:
+    """Read and validate one release spec file."""
+    path = Path(path)
+    source = display_path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise SpecError(f"{source}: cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise SpecError(f"{source}: {where}not valid YAML: {getattr(e, 'problem', e)}") from None
+    spec = parse_spec(data, source)
+    if path.stem != spec.name:
+        raise SpecError(f"{source}: name={spec.name}: must match the file name ({path.stem})")
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# A run's conf
+
+
+class RunConf(_Strict):
+    """What one DAG run releases, resolved from conf, the last promotion and the spec."""
+
+    release: str
+    version: str
+    stable_version: str
+
+
+CONF_KEYS = {"version", "stable_version"}
+
+
+def resolve_run_conf(spec: ReleaseSpec, conf: dict | None, last_promoted: str | None = None) -> RunConf:
+    """Version: conf > spec.default_version. Stable: conf > last promoted > spec.stable_version."""
+    conf = dict(conf or {})
+    unknown = sorted(set(conf) - CONF_KEYS)
+    if unknown:
+        raise SpecError(f"conf.{unknown[0]}: unknown key; allowed: {sorted(CONF_KEYS)}")
+    version = conf.get("version") or spec.default_version
+    stable = conf.get("stable_version") or last_promoted or spec.stable_version
+    for key, value in (("version", version), ("stable_version", stable)):
+        if value is None:
+            raise SpecError(f"conf.{key}: required (the spec sets no default)")
+        if not isinstance(value, str) or not VERSION_PATTERN.match(value):
+            raise SpecError(f"conf.{key}={value!r}: must match {VERSION_PATTERN.pattern}")
+    return RunConf(release=spec.name, version=version, stable_version=stable)

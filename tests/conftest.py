@@ -1,0 +1,47 @@
+"""Test set-up: a private AIRFLOW_HOME with SQLite, set before anything imports airflow."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_HOME = Path(tempfile.mkdtemp(prefix="canary-tests-airflow-"))
+os.environ.update(
+    AIRFLOW_HOME=str(_HOME),
+    AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+    AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+    AIRFLOW__CORE__LOAD_EXAMPLES="False",
+    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{_HOME}/airflow.db",
+    AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+)
+os.environ.pop("CANARY_RELEASES_DIR", None)
+sys.path.insert(0, str(ROOT / "plugins"))
+
+
+def load_module(relative_path: str, name: str):
+    """Import a script of the repo (include/...) by path."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative_path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def set_connection(monkeypatch, conn_id: str, **fields) -> None:
+    """An Airflow connection through the environment, the way Airflow reads AIRFLOW_CONN_*."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    from airflow.utils import db
+
+    db.initdb()
+    return _HOME
