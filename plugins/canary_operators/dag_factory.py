@@ -2,8 +2,10 @@
 
 For steps [1, 5, 25, 50, 100]::
 
-    preflight → (deploy_canary) → shift_to_1 → gate_1 → … → shift_to_50 → gate_50 → promote
+    preflight → (deploy_canary) → shift_to_1 → gate_1 → … → shift_to_50 → gate_50 → promote → complete_rollout
     rollback (one_failed) ← every deploy, shift, gate and promote task
+
+The leaves are ``complete_rollout`` and ``rollback``, so a rolled-back run ends failed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from airflow.sdk import DAG, Param, TriggerRule, chain
 
 from canary_operators.exceptions import SpecError
-from canary_operators.operators import DeployCanary, MetricGate, Preflight, Promote, Rollback, ShiftTraffic
+from canary_operators.operators import CompleteRollout, DeployCanary, MetricGate, Preflight, Promote, Rollback, ShiftTraffic
 from canary_operators.operators.common import PREFLIGHT_TASK
 from canary_operators.spec import VERSION_PATTERN, ReleaseSpec, load_spec
 
@@ -81,9 +83,12 @@ def build_dag(spec: ReleaseSpec, source: str = "") -> DAG:
             shift = ShiftTraffic(task_id=f"shift_to_{weight}", release=spec, weight=weight)
             gate = MetricGate(task_id=f"gate_{weight}", release=spec, weight=weight, shift_task_id=shift.task_id)
             path += [shift, gate]
-        path.append(Promote(task_id="promote", release=spec))
-        chain(*path)
+        promote = Promote(task_id="promote", release=spec)
+        path.append(promote)
         watched = path[1:]
+        gate_ids = [t.task_id for t in path if isinstance(t, MetricGate)]
+        path.append(CompleteRollout(task_id="complete_rollout", release=spec, promote_task_id=promote.task_id, gate_task_ids=gate_ids))
+        chain(*path)
         rollback = Rollback(
             task_id="rollback",
             release=spec,
