@@ -20,6 +20,8 @@ os.environ.update(
     AIRFLOW__CORE__LOAD_EXAMPLES="False",
     AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{_HOME}/airflow.db",
     AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+    # One key for this process and the airflow CLIs it starts, so secrets written by one are readable by the other.
+    AIRFLOW__CORE__FERNET_KEY=__import__("cryptography.fernet").fernet.Fernet.generate_key().decode(),
 )
 os.environ.pop("CANARY_RELEASES_DIR", None)
 sys.path.insert(0, str(ROOT / "plugins"))
