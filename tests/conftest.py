@@ -69,3 +69,20 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
             pass
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture(scope="session")
+def demo_stack(tmp_path_factory):
+    """The demo stack (HAProxy, two services, Prometheus, load) on free ports, for the whole session."""
+    stack_module = load_module("include/demo/stack.py", "demo_stack_module")
+    ports = stack_module.free_ports(5)
+    stack = stack_module.DemoStack(
+        workdir=tmp_path_factory.mktemp("demo-stack"),
+        frontend_port=ports[0], admin_port=ports[1], stable_port=ports[2], canary_port=ports[3],
+        prometheus_port=ports[4], admin_token=ADMIN_TOKEN, rps=300, loadgen_max_seconds=1800,
+    )
+    with stack:
+        yield stack

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Start and stop the local canary demo stack.
 
-    HAProxy frontend --(weights)--> stable service.py
-                                \-> canary service.py
+    HAProxy frontend --(weights)--+--> stable service.py
+                                  +--> canary service.py
     Prometheus scrapes both services every second.
     loadgen.py sends steady traffic to the HAProxy frontend.
 

@@ -51,6 +51,7 @@ class Decision:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["outcome"] = self.outcome.value
+        d["checks"] = list(d["checks"])  # a list stays a plain JSON list in XCom
         for c in d["checks"]:
             c["verdict"] = c["verdict"].value
         return d

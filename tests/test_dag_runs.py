@@ -1,0 +1,207 @@
+"""Full DAG runs through Airflow against the real demo stack: HAProxy, Prometheus, two services.
+
+Each test builds a DAG from a spec, runs it with ``dag.test()``, and asserts the run's state, the
+task states and the traffic split read from HAProxy itself.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+
+import pytest
+import requests
+
+import yaml
+
+from canary_operators.spec import parse_spec
+from tests.conftest import ADMIN_TOKEN, ROOT, set_connection
+
+
+def spec_for(name: str, **changes):
+    data = {
+        "name": name,
+        "stable_version": "v1",
+        "router": {"type": "haproxy", "conn_id": "t_haproxy", "settings": {"backend": "app"}},
+        "metrics": {"type": "prometheus", "conn_id": "t_prometheus", "settings": {"labels": {"job": "demo"}}},
+        "steps": [10, 50, 100],
+        "bake_time": "4s",
+        "gate_timeout": "40s",
+        "poke_interval": "1s",
+        "retries": 0,
+        "checks": [
+            {"name": "errors", "kind": "error_rate", "max_increase_pp": 5, "min_requests": 60},
+            {"name": "p99", "kind": "latency", "quantile": 0.99, "max_ratio": 5, "min_requests": 60},
+            {"name": "checkouts", "kind": "business", "metric": "checkouts_total", "min_ratio": 0.2, "min_requests": 60},
+        ],
+        "deploy": {"type": "webhook", "conn_id": "t_canary_admin", "endpoint": "/admin/deploy"},
+        "promote": {"type": "webhook", "conn_id": "t_stable_admin", "endpoint": "/admin/deploy"},
+    }
+    data.update(changes)
+    parse_spec(data, f"{name}.yaml")  # fail here, readably, if the test's spec is wrong
+    return data
+
+
+def canary_weight(stack) -> int:
+    stable = int(stack.haproxy_command("get weight app/stable").split()[0])
+    canary = int(stack.haproxy_command("get weight app/canary").split()[0])
+    return round(canary * 100 / (stable + canary))
+
+
+def version_of(url: str) -> str:
+    return requests.get(url + "/version", timeout=2).json()["version"]
+
+
+def deploy(url: str, version: str) -> None:
+    r = requests.post(url + "/admin/deploy", json={"version": version}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=2)
+    r.raise_for_status()
+
+
+@pytest.fixture
+def stack(demo_stack, airflow_db, monkeypatch, tmp_path):
+    """The shared stack reset to: stable v1 with all traffic, canary v1 with none."""
+    demo_stack.haproxy_command("set server app/stable weight 100")
+    demo_stack.haproxy_command("set server app/canary weight 0")
+    deploy(demo_stack.stable_url, "v1")
+    deploy(demo_stack.canary_url, "v1")
+    host, admin_port = demo_stack.admin_address
+    set_connection(monkeypatch, "t_haproxy", conn_type="generic", host=host, port=admin_port)
+    set_connection(monkeypatch, "t_prometheus", conn_type="http", host="127.0.0.1", port=demo_stack.prometheus_port)
+    set_connection(monkeypatch, "t_canary_admin", conn_type="http", host="127.0.0.1", port=demo_stack.canary_port, password=ADMIN_TOKEN)
+    set_connection(monkeypatch, "t_stable_admin", conn_type="http", host="127.0.0.1", port=demo_stack.stable_port, password=ADMIN_TOKEN)
+    # dag.test() loads DAGs from the dags folder, so each test's spec is a real file there.
+    monkeypatch.setenv("CANARY_RELEASES_DIR", str(tmp_path))
+    demo_stack.releases_dir = tmp_path
+    return demo_stack
+
+
+def run(spec: dict, conf: dict, releases_dir):
+    from airflow.dag_processing.dagbag import DagBag
+
+    (releases_dir / f"{spec['name']}.yaml").write_text(yaml.safe_dump(spec))
+    bag = DagBag(str(ROOT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    dag = bag.dags[f"canary_{spec['name']}"]
+    dag_run = dag.test(run_conf=conf)
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    return dag_run, states
+
+
+def xcom(dag_run, task_id, key="return_value"):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key).one_or_none()
+        if row is None:
+            return None
+        value = XComModel.deserialize_value(row)
+        return json.loads(value) if isinstance(value, str) else value
+
+
+def test_healthy_canary_is_promoted_step_by_step(stack):
+    dag_run, states = run(spec_for("t_promote"), {"version": "v2"}, stack.releases_dir)
+    assert dag_run.state == "success", states
+    assert states["rollback"] == "skipped"
+    assert all(states[t] == "success" for t in ("preflight", "deploy_canary", "shift_to_10", "gate_10", "shift_to_50", "gate_50", "promote", "complete_rollout"))
+    # promoted: stable slot runs v2 and takes all traffic, canary slot is back to 0%
+    assert version_of(stack.stable_url) == "v2"
+    assert canary_weight(stack) == 0
+    assert xcom(dag_run, "shift_to_50")["weight"] == 50
+    gate = xcom(dag_run, "gate_10")
+    assert gate["outcome"] == "advance" and {c["check"] for c in gate["checks"]} == {"errors", "p99", "checkouts"}
+    assert all(c["verdict"] == "pass" and c["canary_requests"] >= 60 for c in gate["checks"])
+    assert xcom(dag_run, "complete_rollout")["version"] == "v2"
+
+
+def test_faulty_canary_is_rolled_back_at_the_first_gate(stack):
+    spec = spec_for("t_rollback", checks=[{"name": "errors", "kind": "error_rate", "max_increase_pp": 5, "min_requests": 60}])
+    dag_run, states = run(spec, {"version": "broken"}, stack.releases_dir)  # catalog: 30% 5xx
+    assert dag_run.state == "failed", states
+    assert states["gate_10"] == "failed"
+    assert states["rollback"] == "success"
+    assert states["shift_to_50"] == "upstream_failed" and states["promote"] == "upstream_failed"
+    assert canary_weight(stack) == 0
+    assert version_of(stack.stable_url) == "v1"
+    fast = xcom(dag_run, "gate_10", "fast_rollback")
+    assert fast["weight_after"] == 0 and fast["seconds_to_stable"] < 1.0
+    rollback = xcom(dag_run, "rollback")
+    assert rollback["canary_weight"] == 0
+    assert "gate_10" in rollback["reason"] and "error rate" in rollback["reason"]
+    evidence = xcom(dag_run, "gate_10", "evidence")
+    assert evidence["outcome"] == "rollback" and evidence["checks"][0]["verdict"] == "fail"
+
+
+def test_no_data_is_never_a_pass_the_gate_times_out_and_rolls_back(stack):
+    spec = spec_for("t_nodata", gate_timeout="6s",
+                    metrics={"type": "prometheus", "conn_id": "t_prometheus", "settings": {"labels": {"job": "nothing-here"}}})
+    dag_run, states = run(spec, {"version": "v2"}, stack.releases_dir)
+    assert dag_run.state == "failed"
+    assert states["gate_10"] == "failed" and states["rollback"] == "success"
+    assert "no verdict after 6s" in xcom(dag_run, "rollback")["reason"]
+    assert canary_weight(stack) == 0
+
+
+class _PrometheusThatDies(http.server.BaseHTTPRequestHandler):
+    """Answers the preflight's ``vector(1)``, then 503 for every real query: a backend going down."""
+
+    def do_GET(self):
+        ok = "vector%281%29" in self.path or "vector(1)" in self.path
+        self.send_response(200 if ok else 503)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        body = {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, "1"]}]}}
+        self.wfile.write(json.dumps(body).encode() if ok else b"down")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_metrics_backend_down_during_the_gate_rolls_back(stack, monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PrometheusThatDies)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        set_connection(monkeypatch, "t_prometheus", conn_type="http", host="127.0.0.1", port=server.server_port)
+        dag_run, states = run(spec_for("t_promdown", max_provider_errors=2), {"version": "v2"}, stack.releases_dir)
+    finally:
+        server.shutdown()
+    assert dag_run.state == "failed"
+    assert states["gate_10"] == "failed" and states["rollback"] == "success"
+    assert "metrics backend unavailable 2 times in a row" in xcom(dag_run, "rollback")["reason"]
+    assert canary_weight(stack) == 0
+
+
+def test_traffic_api_down_fails_preflight_and_moves_nothing(stack, monkeypatch):
+    from tests.conftest import free_port
+
+    set_connection(monkeypatch, "t_haproxy", conn_type="generic", host="127.0.0.1", port=free_port())
+    dag_run, states = run(spec_for("t_routerdown"), {"version": "v2"}, stack.releases_dir)
+    assert dag_run.state == "failed"
+    assert states["preflight"] == "failed"
+    assert states["rollback"] == "success"  # ran, and left traffic alone: preflight moved nothing
+    rollback = xcom(dag_run, "rollback")
+    assert rollback["traffic_changed"] is False and "unreachable" in rollback["reason"]
+    assert version_of(stack.canary_url) == "v1"  # nothing was deployed
+
+
+def test_conf_that_breaks_the_param_schema_is_refused_before_any_task(stack):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match="param version"):
+        run(spec_for("t_badparam"), {"version": 'v2"} or vector(1)'}, stack.releases_dir)
+    assert canary_weight(stack) == 0
+
+
+def test_bad_conf_fails_preflight_naming_the_key(stack):
+    dag_run, states = run(spec_for("t_badconf"), {"version": "v2", "colour": "red"}, stack.releases_dir)
+    assert dag_run.state == "failed" and states["preflight"] == "failed"
+    assert "conf.colour: unknown key" in xcom(dag_run, "rollback")["reason"]
+    assert canary_weight(stack) == 0
+
+
+def test_version_already_stable_is_skipped_not_failed(stack):
+    dag_run, states = run(spec_for("t_same"), {"version": "v1"}, stack.releases_dir)
+    assert states["preflight"] == "skipped"
+    assert dag_run.state == "success"
+    assert canary_weight(stack) == 0
