@@ -10,21 +10,28 @@ from dataclasses import asdict, dataclass
 class ArmSample:
     """One arm (canary or baseline) of one check over the gate's window.
 
-    ``value`` is None when the backend has no data for this arm. ``requests`` is the number of
-    requests the arm served in the window (None when unknown); ``errors`` the 5xx among them.
+    - ``value``: the check's value (an error ratio, a latency in seconds, …); None = no data.
+    - ``requests``: requests the arm served in the window; None when unknown.
+    - ``events``: for checks that are a count per request (5xx for error_rate, the metric's
+      increase for business checks), that count, so ``value == events / requests``.
+    - ``buckets``: for latency from a histogram, ``((upper_bound, cumulative_count), …)`` sorted
+      by bound and ending with ``inf``; lets the judge put a confidence interval on a quantile.
     """
 
     value: float | None
     requests: float | None
     query: str
-    errors: float | None = None
+    events: float | None = None
+    buckets: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self):
         # NaN and infinities are "no data", never a number to compare.
-        for name in ("value", "requests", "errors"):
+        for name in ("value", "requests", "events"):
             v = getattr(self, name)
             if v is not None and not math.isfinite(v):
                 object.__setattr__(self, name, None)
+        if self.buckets is not None:
+            object.__setattr__(self, "buckets", tuple((float(le), float(c)) for le, c in self.buckets))
 
 
 @dataclass(frozen=True)

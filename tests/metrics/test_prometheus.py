@@ -107,7 +107,7 @@ def test_error_rate_per_version(prometheus):
 def test_absent_5xx_series_means_zero_errors_not_no_data(prometheus):
     m = provider(prometheus).measure(ERRORS, SCOPE_GOOD)
     assert m.canary.value == 0.0
-    assert m.canary.errors == 0.0 and m.canary.requests == pytest.approx(3000, rel=0.01)
+    assert m.canary.events == 0.0 and m.canary.requests == pytest.approx(3000, rel=0.01)
 
 
 def test_latency_quantile_from_histogram(prometheus):

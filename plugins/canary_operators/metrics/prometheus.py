@@ -148,7 +148,7 @@ class PrometheusProvider(MetricsProvider):
                 errors = self.query(q["errors"], scope.end)
                 value = errors / requests if requests and errors is not None else None
                 shown = f"({q['errors']}) / {q['requests']}"
-                arms[arm] = ArmSample(value=value, requests=requests, errors=errors, query=shown)
+                arms[arm] = ArmSample(value=value, requests=requests, events=errors, query=shown)
             else:
                 arms[arm] = ArmSample(value=self.query(q["value"], scope.end), requests=requests, query=q["value"])
         return Measurement(check=check.name, canary=arms["canary"], baseline=arms["baseline"], window_seconds=scope.window_seconds)
