@@ -26,7 +26,8 @@ def spec_for(name: str, **changes):
         "router": {"type": "haproxy", "conn_id": "t_haproxy", "settings": {"backend": "app"}},
         "metrics": {"type": "prometheus", "conn_id": "t_prometheus", "settings": {"labels": {"job": "demo"}}},
         "steps": [10, 50, 100],
-        "bake_time": "4s",
+        "bake_time": "5s",
+        "settle_time": "1s",
         "gate_timeout": "40s",
         "poke_interval": "1s",
         "retries": 0,
@@ -110,8 +111,10 @@ def test_healthy_canary_is_promoted_step_by_step(stack):
     assert canary_weight(stack) == 0
     assert xcom(dag_run, "shift_to_50")["weight"] == 50
     gate = xcom(dag_run, "gate_10")
-    assert gate["outcome"] == "advance" and {c["check"] for c in gate["checks"]} == {"errors", "p99", "checkouts"}
+    assert gate["outcome"] == "advance" and {c["check"] for c in gate["checks"]} == {"errors", "p99", "checkouts", "sample_ratio"}
     assert all(c["verdict"] == "pass" and c["canary_requests"] >= 60 for c in gate["checks"])
+    srm = next(c for c in gate["checks"] if c["check"] == "sample_ratio")
+    assert 0.08 < srm["canary_value"] < 0.12  # HAProxy really sent ~10% to the canary
     assert xcom(dag_run, "complete_rollout")["version"] == "v2"
 
 
@@ -139,7 +142,7 @@ def test_no_data_is_never_a_pass_the_gate_times_out_and_rolls_back(stack):
     dag_run, states = run(spec, {"version": "v2"}, stack.releases_dir)
     assert dag_run.state == "failed"
     assert states["gate_10"] == "failed" and states["rollback"] == "success"
-    assert "no verdict after 6s" in xcom(dag_run, "rollback")["reason"]
+    assert "no_data at the gate timeout" in xcom(dag_run, "rollback")["reason"]
     assert canary_weight(stack) == 0
 
 
@@ -168,7 +171,7 @@ def test_metrics_backend_down_during_the_gate_rolls_back(stack, monkeypatch):
         server.shutdown()
     assert dag_run.state == "failed"
     assert states["gate_10"] == "failed" and states["rollback"] == "success"
-    assert "metrics backend unavailable 2 times in a row" in xcom(dag_run, "rollback")["reason"]
+    assert "(2 times in a row)" in xcom(dag_run, "rollback")["reason"]
     assert canary_weight(stack) == 0
 
 
@@ -205,3 +208,15 @@ def test_version_already_stable_is_skipped_not_failed(stack):
     assert states["preflight"] == "skipped"
     assert dag_run.state == "success"
     assert canary_weight(stack) == 0
+
+
+def test_broken_routing_is_caught_by_the_sample_ratio_check(stack):
+    # The spec swaps the servers: "10% to the canary" really sends 90% to it.
+    swapped = {"type": "haproxy", "conn_id": "t_haproxy",
+               "settings": {"backend": "app", "stable_server": "canary", "canary_server": "stable"}}
+    dag_run, states = run(spec_for("t_srm", router=swapped), {"version": "v2"}, stack.releases_dir)
+    assert dag_run.state == "failed" and states["gate_10"] == "failed"
+    evidence = xcom(dag_run, "gate_10", "evidence")
+    srm = next(c for c in evidence["checks"] if c["check"] == "sample_ratio")
+    assert srm["verdict"] == "fail" and srm["canary_value"] > 0.8
+    assert "the routing does not do what was set" in xcom(dag_run, "rollback")["reason"]

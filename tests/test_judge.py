@@ -3,166 +3,284 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from canary_operators.judge import Outcome, Verdict, evaluate_check, judge
+from canary_operators.judge import Gate, Outcome, ProviderFailure, Verdict, evaluate_check, judge, sample_ratio
 from canary_operators.measurement import ArmSample, Measurement
-from canary_operators.spec import BusinessCheck, ErrorRateCheck, LatencyCheck, ResourceCheck
+from canary_operators.spec import BusinessCheck, ErrorRateCheck, LatencyCheck, ResourceCheck, SampleRatioSpec
 
 ERRORS = ErrorRateCheck(name="errors", kind="error_rate", max_increase_pp=0.5, min_requests=100)
 P99 = LatencyCheck(name="p99", kind="latency", quantile=0.99, max_ratio=1.10, min_requests=100)
 CHECKOUTS = BusinessCheck(name="checkouts", kind="business", metric="checkouts_total", min_ratio=0.9, min_requests=100)
 CPU = ResourceCheck(name="cpu", kind="resource", resource="cpu", max_ratio=1.5, min_requests=0)
+BAKED = Gate(weight=5, baked=True)
+BAKING = Gate(weight=5, baked=False)
+TIMED_OUT = Gate(weight=5, baked=True, timed_out=True)
+HARD_TIMEOUT = Gate(weight=5, baked=True, timed_out=True, hard_timed_out=True)
 
 
-def m(name, canary, baseline, canary_n=1000.0, baseline_n=10000.0):
+def counts(name, canary_events, canary_n, baseline_events, baseline_n):
+    """A count-per-request measurement (errors, conversions)."""
     return Measurement(
         check=name,
-        canary=ArmSample(value=canary, requests=canary_n, query=f"canary:{name}"),
-        baseline=ArmSample(value=baseline, requests=baseline_n, query=f"baseline:{name}"),
+        canary=ArmSample(value=canary_events / canary_n if canary_n else None, requests=canary_n, events=canary_events, query=f"canary:{name}"),
+        baseline=ArmSample(value=baseline_events / baseline_n if baseline_n else None, requests=baseline_n, events=baseline_events, query=f"baseline:{name}"),
         window_seconds=60,
     )
 
 
-# -- one check at a time ----------------------------------------------------------------------
+def point(name, canary, baseline, canary_n=1000.0, baseline_n=10000.0, canary_buckets=None, baseline_buckets=None):
+    """A single-number measurement (latency, resource), optionally with histogram buckets."""
+    return Measurement(
+        check=name,
+        canary=ArmSample(value=canary, requests=canary_n, query=f"canary:{name}", buckets=canary_buckets),
+        baseline=ArmSample(value=baseline, requests=baseline_n, query=f"baseline:{name}", buckets=baseline_buckets),
+        window_seconds=60,
+    )
 
-def test_error_rate_within_tolerance_passes():
-    r = evaluate_check(ERRORS, m("errors", 0.006, 0.002))  # +0.4 pp
-    assert r.verdict is Verdict.PASS
-    assert "error rate 0.60% vs baseline 0.20% (+0.40 pp <= 0.5 pp tolerance)" in r.reason
+
+def histogram(n, share_fast=1.0):
+    """n samples: share_fast of them in (2.5 ms, 5 ms], the rest in (25 ms, 50 ms]."""
+    fast = n * share_fast
+    return ((0.0025, 0.0), (0.005, fast), (0.01, fast), (0.025, fast), (0.05, n), (math.inf, n))
 
 
-def test_error_rate_over_tolerance_fails_with_a_readable_reason():
-    r = evaluate_check(ERRORS, m("errors", 0.029, 0.0021))
+# -- error rate: an anytime-valid test against baseline + tolerance --------------------------------
+
+def test_error_rate_regression_fails_with_a_readable_reason():
+    r = evaluate_check(ERRORS, counts("errors", 29, 1000, 42, 20000), BAKED)
     assert r.verdict is Verdict.FAIL
-    assert r.reason.startswith("error rate 2.90% vs baseline 0.21% (+2.69 pp > 0.5 pp tolerance)")
+    assert r.reason.startswith("error rate 2.90% vs baseline 0.21% (+2.69 pp > 0.5 pp tolerance; anytime-valid p < 0.001)")
     assert (r.canary_query, r.baseline_query) == ("canary:errors", "baseline:errors")
     assert r.threshold == "canary - baseline <= 0.5 pp"
+    assert r.bounds["baseline_rate"][0] < 0.0021 < r.bounds["baseline_rate"][1]
+    assert r.statistic.startswith("log e-value") and r.statistic_value > math.log(2 / ERRORS.alpha)
 
 
-def test_error_rate_exactly_at_tolerance_passes():
-    assert evaluate_check(ERRORS, m("errors", 0.007, 0.002)).verdict is Verdict.PASS
+def test_error_rate_equal_to_baseline_passes_once_there_is_evidence():
+    assert evaluate_check(ERRORS, counts("errors", 1, 500, 40, 20000), BAKED).verdict is Verdict.INCONCLUSIVE
+    passed = evaluate_check(ERRORS, counts("errors", 6, 3000, 40, 20000), BAKED)
+    assert passed.verdict is Verdict.PASS
+    assert "within 0.5 pp tolerance; anytime-valid p =" in passed.reason
 
 
-def test_latency_ratio():
-    assert evaluate_check(P99, m("p99", 0.105, 0.100)).verdict is Verdict.PASS
-    failed = evaluate_check(P99, m("p99", 0.150, 0.100))
+def test_a_small_noisy_excess_is_inconclusive_not_a_rollback():
+    # 3 errors in 300 requests (1%) looks like +0.8 pp, but is well within noise
+    r = evaluate_check(ERRORS, counts("errors", 3, 300, 40, 20000), BAKED)
+    assert r.verdict is Verdict.INCONCLUSIVE
+    assert "not conclusive yet" in r.reason
+
+
+def test_all_errors_fails():
+    assert evaluate_check(ERRORS, counts("errors", 100, 100, 40, 20000), BAKED).verdict is Verdict.FAIL
+
+
+def test_custom_error_query_without_counts_compares_points():
+    m = point("errors", 0.03, 0.002)
+    r = evaluate_check(ERRORS, m, BAKED)
+    assert r.verdict is Verdict.FAIL and "point estimate" in r.reason
+
+
+# -- latency: confidence intervals from histogram buckets ----------------------------------------
+
+def test_latency_regression_from_buckets_fails():
+    m = point("p99", 0.049, 0.005, canary_buckets=histogram(1000, 0.5), baseline_buckets=histogram(20000))
+    r = evaluate_check(P99, m, BAKED)
+    assert r.verdict is Verdict.FAIL
+    assert "even the most favourable ends" in r.reason
+    assert set(r.bounds) == {"canary_p99", "baseline_p99"}
+
+
+def test_same_latency_from_buckets_passes():
+    m = point("p99", 0.00498, 0.00499, canary_buckets=histogram(1000), baseline_buckets=histogram(20000))
+    assert evaluate_check(P99, m, BAKED).verdict is Verdict.PASS
+
+
+def test_a_tail_that_may_be_noise_is_inconclusive():
+    # 1.5% slow requests on 200 samples: p99 lands in the slow bucket, but 3 samples prove little
+    m = point("p99", 0.03, 0.005, canary_n=200, canary_buckets=histogram(200, 0.985), baseline_buckets=histogram(20000))
+    assert evaluate_check(P99, m, BAKED).verdict is Verdict.INCONCLUSIVE
+
+
+def test_latency_without_buckets_compares_points():
+    assert evaluate_check(P99, point("p99", 0.105, 0.100), BAKED).verdict is Verdict.PASS
+    failed = evaluate_check(P99, point("p99", 0.150, 0.100), BAKED)
     assert failed.verdict is Verdict.FAIL
-    assert "p99 150.0 ms vs baseline 100.0 ms (ratio 1.5, max 1.1)" in failed.reason
+    assert failed.reason.startswith("p99 150.0 ms vs baseline 100.0 ms (ratio 1.5, max 1.1; point estimate")
 
 
-def test_business_metric_lower_is_bad():
-    assert evaluate_check(CHECKOUTS, m("checkouts", 0.095, 0.100)).verdict is Verdict.PASS
-    assert evaluate_check(CHECKOUTS, m("checkouts", 0.050, 0.100)).verdict is Verdict.FAIL
+# -- business and resource ---------------------------------------------------------------------------
+
+def test_checkouts_halved_fails_lower_is_bad():
+    r = evaluate_check(CHECKOUTS, counts("checkouts", 50, 1000, 2000, 20000), BAKED)
+    assert r.verdict is Verdict.FAIL and "(ratio 0.5; canary/baseline >= 0.9; anytime-valid p = 0.006)" in r.reason
 
 
-def test_business_metric_with_both_bounds():
-    both = BusinessCheck(name="b", kind="business", metric="x", min_ratio=0.9, max_ratio=1.1, min_requests=0)
-    assert evaluate_check(both, m("b", 1.2, 1.0)).verdict is Verdict.FAIL
-    assert evaluate_check(both, m("b", 0.8, 1.0)).verdict is Verdict.FAIL
-    assert evaluate_check(both, m("b", 1.0, 1.0)).verdict is Verdict.PASS
+def test_checkouts_equal_pass():
+    assert evaluate_check(CHECKOUTS, counts("checkouts", 100, 1000, 2000, 20000), BAKED).verdict is Verdict.PASS
 
 
-def test_resource_ratio_ignores_request_counts_when_min_requests_is_zero():
-    assert evaluate_check(CPU, m("cpu", 0.2, 0.1, canary_n=None, baseline_n=None)).verdict is Verdict.FAIL
-    assert evaluate_check(CPU, m("cpu", 0.12, 0.1, canary_n=None, baseline_n=None)).verdict is Verdict.PASS
+def test_checkouts_slightly_low_on_few_requests_is_inconclusive():
+    assert evaluate_check(CHECKOUTS, counts("checkouts", 8, 100, 2000, 20000), BAKED).verdict is Verdict.INCONCLUSIVE
 
 
-# -- edge cases, by name ----------------------------------------------------------------------
+def test_business_higher_is_bad():
+    refunds = BusinessCheck(name="refunds", kind="business", metric="refunds_total", max_ratio=1.2, min_requests=0)
+    assert evaluate_check(refunds, counts("refunds", 100, 1000, 200, 20000), BAKED).verdict is Verdict.FAIL
+    assert evaluate_check(refunds, counts("refunds", 10, 1000, 200, 20000), BAKED).verdict is Verdict.PASS
+
+
+def test_resource_ratio():
+    assert evaluate_check(CPU, point("cpu", 0.2, 0.1, None, None), BAKED).verdict is Verdict.FAIL
+    assert evaluate_check(CPU, point("cpu", 0.12, 0.1, None, None), BAKED).verdict is Verdict.PASS
+
+
+# -- edge cases, by name ---------------------------------------------------------------------------
 
 def test_zero_requests_is_no_data_not_a_pass():
-    r = evaluate_check(ERRORS, m("errors", None, 0.002, canary_n=0))
-    assert r.verdict is Verdict.NO_DATA
+    assert evaluate_check(ERRORS, counts("errors", 0, 0, 40, 20000), BAKED).verdict is Verdict.NO_DATA
 
 
 def test_too_few_requests_is_no_data_even_when_the_rate_looks_terrible():
-    r = evaluate_check(ERRORS, m("errors", 0.5, 0.002, canary_n=20))
-    assert r.verdict is Verdict.NO_DATA
-    assert r.reason == "canary has 20 requests, needs 100"
+    r = evaluate_check(ERRORS, counts("errors", 10, 20, 40, 20000), BAKED)
+    assert r.verdict is Verdict.NO_DATA and r.reason == "canary has 20 requests, needs 100"
 
 
-def test_thin_baseline_is_no_data_too():
-    assert evaluate_check(ERRORS, m("errors", 0.0, 0.0, baseline_n=50)).verdict is Verdict.NO_DATA
-
-
-def test_absent_series_is_no_data():
-    assert evaluate_check(P99, m("p99", None, 0.1)).verdict is Verdict.NO_DATA
-    assert evaluate_check(P99, m("p99", 0.1, None)).reason == "no baseline data yet"
-
-
-def test_nan_is_no_data():
-    assert evaluate_check(P99, m("p99", math.nan, 0.1)).verdict is Verdict.NO_DATA
-
-
-def test_missing_measurement_is_no_data():
-    assert evaluate_check(P99, None).verdict is Verdict.NO_DATA
+def test_absent_and_nan_series_are_no_data():
+    assert evaluate_check(P99, point("p99", None, 0.1), BAKED).verdict is Verdict.NO_DATA
+    assert evaluate_check(P99, point("p99", 0.1, None), BAKED).reason == "no baseline data yet"
+    assert evaluate_check(P99, point("p99", math.nan, 0.1), BAKED).verdict is Verdict.NO_DATA
+    assert evaluate_check(P99, None, BAKED).verdict is Verdict.NO_DATA
 
 
 def test_identical_data_passes():
-    assert evaluate_check(P99, m("p99", 0.1, 0.1)).verdict is Verdict.PASS
-    assert evaluate_check(ERRORS, m("errors", 0.0, 0.0)).verdict is Verdict.PASS
+    assert evaluate_check(P99, point("p99", 0.1, 0.1), BAKED).verdict is Verdict.PASS
+    assert evaluate_check(ERRORS, counts("errors", 0, 5000, 0, 50000), BAKED).verdict is Verdict.PASS
 
 
 def test_zero_baseline_ratio():
     zero = LatencyCheck(name="z", kind="latency", min_requests=0)
-    assert evaluate_check(zero, m("z", 0.0, 0.0)).verdict is Verdict.PASS
-    assert evaluate_check(zero, m("z", 0.01, 0.0)).verdict is Verdict.FAIL
+    assert evaluate_check(zero, point("z", 0.0, 0.0), BAKED).verdict is Verdict.PASS
+    assert evaluate_check(zero, point("z", 0.01, 0.0), BAKED).verdict is Verdict.FAIL
 
 
-# -- the gate decision --------------------------------------------------------------------------
+def test_counters_that_reset_give_no_negative_counts():
+    # Prometheus' increase() absorbs resets; a negative count from elsewhere must not pass as evidence
+    r = evaluate_check(ERRORS, counts("errors", -5, 1000, 40, 20000), BAKED)
+    assert r.verdict in (Verdict.PASS, Verdict.INCONCLUSIVE)
 
-CHECKS = [ERRORS, P99]
+
+# -- policies -----------------------------------------------------------------------------------------
+
+def test_no_data_holds_until_the_timeout_then_the_policy_applies():
+    assert evaluate_check(ERRORS, None, BAKED).verdict is Verdict.NO_DATA
+    failed = evaluate_check(ERRORS, None, TIMED_OUT)
+    assert failed.verdict is Verdict.FAIL and failed.reason == "no_data at the gate timeout: no measurement"
+    ignored = ERRORS.model_copy(update={"on_no_data": "ignore"})
+    assert evaluate_check(ignored, None, TIMED_OUT).verdict is Verdict.IGNORED
+    held = ERRORS.model_copy(update={"on_no_data": "hold"})
+    assert evaluate_check(held, None, TIMED_OUT).verdict is Verdict.NO_DATA
+    assert evaluate_check(held, None, HARD_TIMEOUT).verdict is Verdict.FAIL
+
+
+def test_inconclusive_at_timeout_follows_on_inconclusive():
+    m = counts("errors", 3, 300, 40, 20000)
+    assert evaluate_check(ERRORS, m, TIMED_OUT).verdict is Verdict.FAIL
+    assert evaluate_check(ERRORS.model_copy(update={"on_inconclusive": "ignore"}), m, TIMED_OUT).verdict is Verdict.IGNORED
+
+
+def test_provider_errors_hold_until_exhausted():
+    assert evaluate_check(ERRORS, ProviderFailure("HTTP 503"), BAKED).verdict is Verdict.ERROR
+    failed = evaluate_check(ERRORS, ProviderFailure("HTTP 503 (3 times in a row)", exhausted=True), BAKED)
+    assert failed.verdict is Verdict.FAIL and "after repeated errors: metrics backend error: HTTP 503" in failed.reason
+    ignore = ERRORS.model_copy(update={"on_error": "ignore"})
+    assert evaluate_check(ignore, ProviderFailure("x", exhausted=True), BAKED).verdict is Verdict.IGNORED
+
+
+# -- sample ratio --------------------------------------------------------------------------------------
+
+SRM = SampleRatioSpec()
+
+
+def test_sample_ratio_matches_the_weight():
+    r = sample_ratio(SRM, {"errors": counts("errors", 0, 500, 0, 9500)}, Gate(weight=5, baked=True))
+    assert r.verdict is Verdict.PASS
+
+
+def test_sample_ratio_mismatch_fails_naming_the_routing():
+    r = sample_ratio(SRM, {"errors": counts("errors", 0, 1500, 0, 8500)}, Gate(weight=5, baked=True))
+    assert r.verdict is Verdict.FAIL
+    assert r.reason.startswith("canary served 15.00% of 10000 requests at weight 5% (allowed 4.00%..6.00%")
+    assert "the routing does not do what was set" in r.reason
+
+
+def test_sample_ratio_waits_for_counts():
+    r = sample_ratio(SRM, {"errors": counts("errors", 0, 5, 0, 95)}, Gate(weight=5, baked=True))
+    assert r.verdict is Verdict.IGNORED
+
+
+# -- the gate decision ----------------------------------------------------------------------------------
+
+GOOD = {"errors": counts("errors", 6, 3000, 40, 20000), "p99": point("p99", 0.1, 0.1)}
 
 
 def test_all_pass_after_bake_advances():
-    d = judge(CHECKS, {"errors": m("errors", 0.002, 0.002), "p99": m("p99", 0.1, 0.1)}, baked=True)
+    d = judge([ERRORS, P99], GOOD, BAKED)
     assert d.outcome is Outcome.ADVANCE
     assert [c.verdict for c in d.checks] == [Verdict.PASS, Verdict.PASS]
 
 
 def test_all_pass_during_bake_holds():
-    d = judge(CHECKS, {"errors": m("errors", 0.002, 0.002), "p99": m("p99", 0.1, 0.1)}, baked=False)
+    d = judge([ERRORS, P99], GOOD, BAKING)
     assert d.outcome is Outcome.HOLD and d.reason == "all checks pass; baking"
 
 
 def test_a_failure_rolls_back_at_once_even_during_bake():
-    d = judge(CHECKS, {"errors": m("errors", 0.03, 0.002), "p99": m("p99", 0.1, 0.1)}, baked=False)
-    assert d.outcome is Outcome.ROLLBACK
-    assert d.reason.startswith("errors: error rate 3.00% vs baseline 0.20%")
+    d = judge([ERRORS, P99], {**GOOD, "errors": counts("errors", 30, 1000, 40, 20000)}, BAKING)
+    assert d.outcome is Outcome.ROLLBACK and d.reason.startswith("errors: error rate 3.00% vs baseline 0.20%")
 
 
 def test_a_failure_wins_over_missing_data():
-    d = judge(CHECKS, {"errors": m("errors", 0.03, 0.002)}, baked=True)
-    assert d.outcome is Outcome.ROLLBACK
+    assert judge([ERRORS, P99], {"errors": counts("errors", 30, 1000, 40, 20000)}, BAKED).outcome is Outcome.ROLLBACK
 
 
-def test_no_data_holds_after_bake():
-    d = judge(CHECKS, {"errors": m("errors", 0.002, 0.002)}, baked=True)
-    assert d.outcome is Outcome.HOLD
-    assert d.reason == "p99: no measurement"
+def test_missing_data_holds():
+    d = judge([ERRORS, P99], {"errors": GOOD["errors"]}, BAKED)
+    assert d.outcome is Outcome.HOLD and d.reason == "p99: no measurement"
+    assert judge([ERRORS, P99], {}, BAKED).outcome is Outcome.HOLD
 
 
-def test_nothing_at_all_holds():
-    assert judge(CHECKS, {}, baked=True).outcome is Outcome.HOLD
+def test_sample_ratio_mismatch_rolls_back_the_gate():
+    skewed = {**GOOD, "errors": counts("errors", 30, 6000, 40, 20000)}
+    d = judge([ERRORS, P99], skewed, Gate(weight=5, baked=True), SRM)
+    assert d.outcome is Outcome.ROLLBACK and "sample_ratio" in d.reason
+
+
+def test_non_critical_failure_counts_towards_the_score():
+    soft = P99.model_copy(update={"critical": False})
+    slow = {**GOOD, "p99": point("p99", 0.2, 0.1)}
+    assert judge([ERRORS, soft], slow, BAKED).outcome is Outcome.ROLLBACK  # min_score 1.0 by default
+    assert judge([ERRORS, soft], slow, BAKED, min_score=0.0).outcome is Outcome.ADVANCE
 
 
 def test_decision_serialises_for_xcom_and_logs_one_line():
-    d = judge(CHECKS, {"errors": m("errors", 0.03, 0.002), "p99": m("p99", 0.1, 0.1)}, baked=True)
+    d = judge([ERRORS, P99], {**GOOD, "errors": counts("errors", 30, 1000, 40, 20000)}, BAKED)
     as_dict = d.to_dict()
     assert as_dict["outcome"] == "rollback"
-    assert as_dict["checks"][0]["verdict"] == "fail" and as_dict["checks"][0]["canary_value"] == 0.03
+    assert isinstance(as_dict["checks"], list)
+    first = as_dict["checks"][0]
+    assert first["verdict"] == "fail" and first["canary_value"] == 0.03 and first["p_value"] < 0.001
+    assert first["bounds"]["baseline_rate"][0] < first["bounds"]["baseline_rate"][1]
     line = d.log_line()
-    assert "\n" not in line
-    assert line.startswith("ROLLBACK: errors: error rate 3.00%")
+    assert "\n" not in line and line.startswith("ROLLBACK: errors: error rate 3.00%")
     assert "canary query: canary:errors" in line and "[p99] pass" in line
 
 
 def test_judge_imports_no_airflow():
-    import subprocess
-    import sys
-    from pathlib import Path
-
     plugins = Path(__file__).resolve().parents[1] / "plugins"
     code = "import sys; import canary_operators.judge; print(any(m.startswith('airflow') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(plugins)})

@@ -39,16 +39,32 @@ class BackendSpec(_Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+Policy = Literal["rollback", "hold", "ignore"]
+
+
 class _Check(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     min_requests: int = Field(default=100, ge=0)
     # Replaces the built-in query. ``$selector`` and ``$window`` are filled per arm.
     query: str | None = None
+    # False-rollback rate of this check's anytime-valid test, however often the gate looks.
+    alpha: float = Field(default=0.01, gt=0, lt=0.5)
+    # A critical check that fails rolls back at once; non-critical ones count towards min_score.
+    critical: bool = True
+    # What to do when a condition lasts until the gate decides (the gate timeout, or
+    # max_provider_errors in a row): rollback (fail the gate), hold (wait up to twice the gate
+    # timeout), or ignore (leave this check out of the decision).
+    on_no_data: Policy = "rollback"
+    on_error: Policy = "rollback"
+    on_inconclusive: Policy = "rollback"
 
 
 class ErrorRateCheck(_Check):
     kind: Literal["error_rate"]
     max_increase_pp: float = Field(default=0.5, ge=0, le=100)
+    # A pass needs evidence that the canary is within the tolerance; the chance of passing a
+    # canary that is in fact beyond it is at most pass_alpha.
+    pass_alpha: float = Field(default=0.05, gt=0, lt=0.5)
 
 
 class LatencyCheck(_Check):
@@ -97,6 +113,15 @@ class WebhookHook(_Strict):
 Hook = Annotated[Union[CommandHook, WebhookHook], Field(discriminator="type")]
 
 
+class SampleRatioSpec(_Strict):
+    """The canary's share of requests must match the weight that was set (± tolerance, relative)."""
+
+    enabled: bool = True
+    tolerance: float = Field(default=0.2, gt=0, lt=1)  # 0.2: at 5% weight, 4%..6% is fine
+    alpha: float = Field(default=0.001, gt=0, lt=0.5)
+    min_requests: int = Field(default=200, ge=0)
+
+
 def _default_checks() -> list:
     return [ErrorRateCheck(name="error_rate", kind="error_rate"), LatencyCheck(name="p99", kind="latency")]
 
@@ -119,6 +144,11 @@ class ReleaseSpec(_Strict):
     retries: int = Field(default=2, ge=0)
     retry_delay: Duration = 10.0
     checks: list[Check] = Field(default_factory=_default_checks, min_length=1)
+    sample_ratio: SampleRatioSpec = Field(default_factory=SampleRatioSpec)
+    # Share of non-critical checks that must pass (critical checks must always pass).
+    min_score: float = Field(default=1.0, ge=0, le=1)
+    # Data from the first seconds after a shift is left out: scrapes still straddle the change.
+    settle_time: Duration = 5.0
     deploy: Hook | None = None
     promote: Hook | None = None
     rollback: Hook | None = None
@@ -192,6 +222,8 @@ def _semantic_issues(spec: ReleaseSpec) -> list[str]:
         previous = step
     if not spec.steps:
         issues.append(_issue("steps", "[]", STEPS_RULE, show_value=False))
+    if spec.settle_time >= spec.bake_time:
+        issues.append(_issue("settle_time", spec.settle_time, f"must be shorter than bake_time ({spec.bake_time:g}s)"))
     if spec.gate_timeout <= spec.bake_time:
         issues.append(_issue("gate_timeout", spec.gate_timeout, f"must be longer than bake_time ({spec.bake_time:g}s)"))
     if spec.poke_interval <= 0:

@@ -74,12 +74,10 @@ class PrometheusProvider(MetricsProvider):
             # An absent 5xx series means no errors, not no data.
             out["errors"] = f"sum(increase({s.requests_metric}{{{errors_sel}}}[{window}])) or vector(0)"
         elif isinstance(check, LatencyCheck):
-            out["value"] = (
-                f"histogram_quantile({check.quantile}, sum by (le) "
-                f"(increase({s.latency_histogram}_bucket{{{sel}}}[{window}])))"
-            )
+            out["buckets"] = f"sum by (le) (increase({s.latency_histogram}_bucket{{{sel}}}[{window}]))"
+            out["value"] = f"histogram_quantile({check.quantile}, {out['buckets']})"
         elif isinstance(check, BusinessCheck):
-            out["value"] = f"sum(increase({check.metric}{{{sel}}}[{window}])) / {requests}"
+            out["events"] = f"sum(increase({check.metric}{{{sel}}}[{window}]))"
         elif isinstance(check, ResourceCheck):
             if check.resource == "cpu":
                 out["value"] = f"avg(rate({s.cpu_metric}{{{sel}}}[{window}]))"
@@ -117,6 +115,19 @@ class PrometheusProvider(MetricsProvider):
             raise MetricsError(f"prometheus rejected {params.get('query')!r}: {body.get('error', body)}")
         return body["data"]
 
+    def query_buckets(self, promql: str, at: float) -> tuple[tuple[float, float], ...] | None:
+        """A ``sum by (le)`` bucket query → sorted ``((upper_bound, cumulative_count), …)``; None if empty."""
+        data = self._get("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})
+        buckets = []
+        for series in data.get("result") or []:
+            le = series.get("metric", {}).get("le")
+            if le is None:
+                raise MetricsError(f"prometheus: {promql!r} returned a series without an le label")
+            buckets.append((float(le), float(series["value"][1])))
+        if not buckets or not math.isinf(max(buckets)[0]):
+            return None
+        return tuple(sorted(buckets))
+
     def query(self, promql: str, at: float) -> float | None:
         """One instant query → its single value; None when the result is empty or NaN."""
         data = self._get("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})
@@ -144,11 +155,15 @@ class PrometheusProvider(MetricsProvider):
         for arm, version in (("canary", scope.canary_version), ("baseline", scope.baseline_version)):
             q = self.queries(check, version, window)
             requests = self.query(q["requests"], scope.end)
-            if "errors" in q:
-                errors = self.query(q["errors"], scope.end)
-                value = errors / requests if requests and errors is not None else None
-                shown = f"({q['errors']}) / {q['requests']}"
-                arms[arm] = ArmSample(value=value, requests=requests, events=errors, query=shown)
+            if "errors" in q or "events" in q:
+                events_query = q.get("errors") or q["events"]
+                events = self.query(events_query, scope.end)
+                if events is None and requests:
+                    events = 0.0  # the counter has no increase yet
+                value = events / requests if requests and events is not None else None
+                shown = f"({events_query}) / {q['requests']}"
+                arms[arm] = ArmSample(value=value, requests=requests, events=events, query=shown)
             else:
-                arms[arm] = ArmSample(value=self.query(q["value"], scope.end), requests=requests, query=q["value"])
+                buckets = self.query_buckets(q["buckets"], scope.end) if "buckets" in q else None
+                arms[arm] = ArmSample(value=self.query(q["value"], scope.end), requests=requests, query=q["value"], buckets=buckets)
         return Measurement(check=check.name, canary=arms["canary"], baseline=arms["baseline"], window_seconds=scope.window_seconds)

@@ -1,0 +1,159 @@
+"""Anytime-valid tests for the judge: mixture e-values that stay valid however often a gate looks.
+
+A gate looks every poke interval and may stop at any look, so fixed-sample p-values would inflate
+false rollbacks. Instead every test here is a likelihood-ratio mixture (a test martingale under
+its null): by Ville's inequality, the chance it *ever* reaches 1/α under the null is at most α.
+This is the construction of Lindon & Malek (NeurIPS 2022) for count data, with a discrete mixture
+over alternatives instead of a Dirichlet prior, which keeps it closed-form and pure Python.
+
+- Counts per request (errors, conversions) are Poisson with exposure = requests. The per-request
+  likelihood ratio of a Poisson alternative is a supermartingale for Bernoulli data too, so the
+  same test holds for 0/1 outcomes.
+- A share (the canary's fraction of requests, for the sample-ratio check) is Bernoulli.
+
+Pure Python, no Airflow import.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+Direction = Literal["greater", "less"]
+
+# Alternatives as multiples of the null rate (or odds). Equal weights; the mixture pays log(7).
+# Fine steps near 1 give tight bounds on large baselines; coarse ones catch big regressions fast.
+UP = (1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 6.0)
+DOWN = (0.95, 0.9, 0.8, 0.65, 0.5, 0.3, 0.1)
+
+
+def _logmeanexp(terms: list[float]) -> float:
+    top = max(terms)
+    if top == -math.inf:
+        return -math.inf
+    return top + math.log(sum(math.exp(t - top) for t in terms) / len(terms))
+
+
+def poisson_log_e(events: float, exposure: float, rate0: float, direction: Direction) -> float:
+    """log e-value against H0 ``rate <= rate0`` (direction "greater") or ``rate >= rate0`` ("less").
+
+    ``events`` counted over ``exposure`` (requests). Large values are evidence against H0.
+    """
+    events, exposure = max(0.0, events), max(0.0, exposure)
+    if rate0 <= 0:
+        if direction == "greater":
+            return math.inf if events > 0 else 0.0
+        return 0.0  # "rate >= 0" can never be rejected
+    ratios = UP if direction == "greater" else DOWN
+    return _logmeanexp([events * math.log(r) - (r - 1) * rate0 * exposure for r in ratios])
+
+
+def bernoulli_log_e(successes: float, trials: float, p0: float, direction: Direction) -> float:
+    """log e-value against H0 ``p <= p0`` ("greater") or ``p >= p0`` ("less"); alternatives on the odds scale."""
+    x, n = max(0.0, successes), max(0.0, trials)
+    x = min(x, n)
+    if not 0 < p0 < 1:
+        return 0.0
+    odds0 = p0 / (1 - p0)
+    terms = []
+    for r in UP if direction == "greater" else DOWN:
+        p = odds0 * r / (1 + odds0 * r)
+        terms.append(x * math.log(p / p0) + (n - x) * math.log((1 - p) / (1 - p0)))
+    return _logmeanexp(terms)
+
+
+def _bisect(predicate, lo: float, hi: float, iterations: int = 60) -> float:
+    """The boundary between predicate False (at lo) and True (at hi), in log space when positive."""
+    for _ in range(iterations):
+        mid = math.sqrt(lo * hi) if lo > 0 else (lo + hi) / 2
+        if predicate(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def poisson_rate_bounds(events: float, exposure: float, alpha: float) -> tuple[float, float]:
+    """Anytime-valid (1 - alpha) confidence interval for a Poisson rate per unit of exposure.
+
+    The rates not rejected by either one-sided test at alpha/2. With no exposure: (0, inf).
+    """
+    if exposure <= 0:
+        return 0.0, math.inf
+    threshold = math.log(2 / alpha)
+    guess = max(events, 1.0) / exposure
+    # upper: the smallest rate whose "rate >= r" test rejects
+    hi = guess
+    while poisson_log_e(events, exposure, hi, "less") < threshold:
+        hi *= 2
+    upper = _bisect(lambda r: poisson_log_e(events, exposure, r, "less") >= threshold, guess / 2 if events else 0.0, hi)
+    # lower: the largest rate whose "rate <= r" test rejects
+    if events <= 0:
+        return 0.0, upper
+    lo = guess
+    while lo > 1e-15 and poisson_log_e(events, exposure, lo, "greater") < threshold:
+        lo /= 2
+    if lo <= 1e-15:
+        return 0.0, upper
+    lower = _bisect(lambda r: poisson_log_e(events, exposure, r, "greater") < threshold, lo, guess * 2)
+    return lower, upper
+
+
+def proportion_interval(p: float, trials: float, alpha: float) -> tuple[float, float]:
+    """Where an observed fraction of ``trials`` Bernoulli(p) outcomes stays, anytime, with prob. 1 - alpha.
+
+    Used for quantiles: the fraction of samples at or below the true q-quantile is such a fraction.
+    """
+    if trials <= 0:
+        return 0.0, 1.0
+    threshold = math.log(2 / alpha)
+
+    def rejects(f: float, direction: Direction) -> bool:
+        return bernoulli_log_e(f * trials, trials, p, direction) >= threshold
+
+    hi = 1.0 if not rejects(1.0, "greater") else _bisect_linear(lambda f: rejects(f, "greater"), p, 1.0)
+    lo = 0.0 if not rejects(0.0, "less") else 1 - _bisect_linear(lambda g: rejects(1 - g, "less"), 1 - p, 1.0)
+    return lo, hi
+
+
+def _bisect_linear(predicate, lo: float, hi: float, iterations: int = 50) -> float:
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        if predicate(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def p_value(log_e: float, tests: int = 1) -> float:
+    """An anytime-valid p-value from an e-value (Ville): 1/e, times ``tests`` for a union bound."""
+    if log_e == math.inf:
+        return 0.0
+    return min(1.0, tests * math.exp(-log_e)) if log_e > -700 else 1.0
+
+
+def histogram_quantile(buckets: tuple[tuple[float, float], ...], q: float) -> float | None:
+    """Prometheus-style quantile from cumulative buckets ``((upper_bound, count), …, (inf, total))``."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    total = buckets[-1][1]
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return prev_bound  # in the +Inf bucket: the highest finite bound, as Prometheus does
+            if count == prev_count:
+                return bound
+            return prev_bound + (bound - prev_bound) * (rank - prev_count) / (count - prev_count)
+        prev_bound, prev_count = bound, count
+    return prev_bound
+
+
+def quantile_interval(buckets, q: float, alpha: float) -> tuple[float, float] | None:
+    """Anytime-valid interval for the q-quantile behind a histogram (within bucket interpolation)."""
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    lo_q, hi_q = proportion_interval(q, buckets[-1][1], alpha)
+    return histogram_quantile(buckets, max(lo_q, 1e-9)), histogram_quantile(buckets, min(hi_q, 1.0))
