@@ -66,7 +66,7 @@ BAD_SPECS = [
     (spec_with(bake_time="soon"), "bake_time=soon: 'soon' is not a duration"),
     (spec_with(bake_time="10m", gate_timeout="5m"), "gate_timeout=300: must be longer than bake_time (600s)"),
     (spec_with(router={"type": "nginx", "conn_id": "x"}), "router.type=nginx: unknown router type 'nginx'; valid: haproxy"),
-    (spec_with(metrics={"type": "graphite", "conn_id": "x"}), "metrics.type=graphite: unknown metrics provider type 'graphite'; valid: prometheus"),
+    (spec_with(metrics={"type": "graphite", "conn_id": "x"}), "metrics.type=graphite: unknown metrics provider type 'graphite'; valid: datadog, prometheus"),
     (spec_with(router={"type": "haproxy", "conn_id": "h", "settings": {}}), "router.settings.backend: Field required"),
     (spec_with(router={"type": "haproxy", "conn_id": "h", "settings": {"backend": "a b"}}), "router.settings.backend=a b: String should match pattern"),
     (spec_with(router={"type": "haproxy", "settings": {"backend": "app"}}), "router.conn_id: required by haproxy"),

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".demo"
 DAG_ID = "canary_demo"
 FRONTEND_PORT = 18080
-LOAD_RPS = 600
+LOAD_RPS = 1000
 ROLLBACK_LIMIT_SECONDS = 1.0
 RELEASES = [
     {"version": "v3", "label": "faulty build (~3% 5xx vs 0.2% on stable)", "expect": "rolled back"},

@@ -77,7 +77,8 @@ class BusinessCheck(_Check):
     """A counter per version, compared per request (e.g. checkouts per request)."""
 
     kind: Literal["business"]
-    metric: str | None = Field(default=None, pattern=METRIC_NAME_PATTERN)
+    # Prometheus names, or Datadog's dotted ones (checkout.completed)
+    metric: str | None = Field(default=None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$")
     min_ratio: float | None = Field(default=None, gt=0)
     max_ratio: float | None = Field(default=None, gt=0)
 
