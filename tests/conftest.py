@@ -86,3 +86,33 @@ def demo_stack(tmp_path_factory):
     )
     with stack:
         yield stack
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto's server on a free 127.0.0.1 port: real HTTP for boto3, through an endpoint_url."""
+    import subprocess
+
+    import requests
+
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(url + "/moto-api/", timeout=1).status_code < 500, 20, "moto_server")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def aws_connection(moto_server, monkeypatch):
+    """The Airflow connection ``aws_test`` pointing at moto's server, with fake credentials."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    set_connection(monkeypatch, "aws_test", conn_type="aws", login="testing", password="testing",
+                   extra={"region_name": "eu-west-1", "endpoint_url": moto_server})
+    return "aws_test"

@@ -111,7 +111,34 @@ class WebhookHook(_Strict):
     timeout: Duration = 30.0
 
 
-Hook = Annotated[Union[CommandHook, WebhookHook], Field(discriminator="type")]
+class EcsDeployHook(_Strict):
+    """Register a task definition revision whose ``container`` runs ``image`` (``{version}`` filled
+    in), point ``service`` at it, and wait until the service is stable."""
+
+    type: Literal["ecs_deploy"]
+    conn_id: str = "aws_default"
+    cluster: str = Field(min_length=1)
+    service: str = Field(min_length=1)
+    container: str = Field(min_length=1)
+    image: str = Field(min_length=1)  # e.g. "123.dkr.ecr.eu-west-1.amazonaws.com/web:{version}"
+    desired_count: int | None = Field(default=None, ge=0)  # None keeps the service's count
+    wait: bool = True
+    timeout: Duration = 600.0
+
+
+class EcsScaleHook(_Strict):
+    """Set an ECS service's desired count (0 to scale the canary down) and wait until stable."""
+
+    type: Literal["ecs_scale"]
+    conn_id: str = "aws_default"
+    cluster: str = Field(min_length=1)
+    service: str = Field(min_length=1)
+    desired_count: int = Field(default=0, ge=0)
+    wait: bool = True
+    timeout: Duration = 600.0
+
+
+Hook = Annotated[Union[CommandHook, WebhookHook, EcsDeployHook, EcsScaleHook], Field(discriminator="type")]
 
 
 class SampleRatioSpec(_Strict):
@@ -152,6 +179,9 @@ class ReleaseSpec(_Strict):
     settle_time: Duration = 5.0
     deploy: Hook | None = None
     promote: Hook | None = None
+    # Runs after promote has moved all traffic back to the (now new) stable slot, e.g. scale the
+    # canary down. Rollback runs after traffic is back on stable, so it can scale down directly.
+    after_promote: Hook | None = None
     rollback: Hook | None = None
 
     @property
@@ -196,8 +226,8 @@ def _pydantic_issues(err: ValidationError) -> list[str]:
     return issues
 
 
-_UNION_TAGS = {"error_rate", "latency", "business", "resource", "command", "webhook"}
-_UNION_FIELDS = {"deploy", "promote", "rollback"}
+_UNION_TAGS = {"error_rate", "latency", "business", "resource", "command", "webhook", "ecs_deploy", "ecs_scale"}
+_UNION_FIELDS = {"deploy", "promote", "after_promote", "rollback"}
 
 
 def _without_union_tags(loc: tuple) -> tuple:

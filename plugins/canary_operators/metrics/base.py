@@ -33,9 +33,13 @@ class MetricsProvider(ABC):
     settings_model: ClassVar[type[BaseModel]]
     needs_connection: ClassVar[bool] = True
 
-    def __init__(self, settings: dict, endpoint: Endpoint | None):
+    def __init__(self, settings: dict, endpoint: Endpoint | None, *, conn_id: str | None = None, run=None):
+        """``endpoint`` is the connection's parts; ``conn_id`` its id, for backends that build an
+        Airflow hook (AWS, Kubernetes); ``run`` the run's ``RunConf`` (versions), when known."""
         self.settings = self.settings_model.model_validate(settings)
         self.endpoint = endpoint
+        self.conn_id = conn_id
+        self.run = run
 
     @abstractmethod
     def check_online(self) -> None:

@@ -26,12 +26,14 @@ def endpoint_for(conn_id: str | None) -> Endpoint | None:
     return Endpoint.from_connection(BaseHook.get_connection(conn_id))
 
 
-def build_router(release: ReleaseSpec):
-    return router_class(release.router.type)(release.router.settings, endpoint_for(release.router.conn_id))
+def build_router(release: ReleaseSpec, run: RunConf | None = None):
+    spec = release.router
+    return router_class(spec.type)(spec.settings, endpoint_for(spec.conn_id), conn_id=spec.conn_id, run=run)
 
 
-def build_provider(release: ReleaseSpec):
-    return provider_class(release.metrics.type)(release.metrics.settings, endpoint_for(release.metrics.conn_id))
+def build_provider(release: ReleaseSpec, run: RunConf | None = None):
+    spec = release.metrics
+    return provider_class(spec.type)(spec.settings, endpoint_for(spec.conn_id), conn_id=spec.conn_id, run=run)
 
 
 def run_conf_of(context) -> RunConf:

@@ -31,7 +31,7 @@ class CompleteRollout(BaseOperator):
         run = run_conf_of(context)
         promoted = ti.xcom_pull(task_ids=self.promote_task_id) or {}
         expected = promoted.get("canary_weight", 100)
-        actual = build_router(self.release).get_canary_weight()
+        actual = build_router(self.release, run).get_canary_weight()
         if actual != expected:
             raise WeightNotApplied(f"after promotion the canary should take {expected}% but takes {actual}%")
         gates = {gid: ti.xcom_pull(task_ids=gid) for gid in self.gate_task_ids}

@@ -59,7 +59,7 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         # Leave out the first seconds after the shift: scrapes still straddle the change.
         window = max(0.0, elapsed - release.settle_time)
         scope = Scope(run.version, run.stable_version, window_seconds=window, end=now)
-        provider = build_provider(release)
+        provider = build_provider(release, run)
 
         observed = {}
         for check in release.checks:
@@ -97,7 +97,7 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         started = time.monotonic()
         record = {"reason": reason, "weight_before": self.weight}
         try:
-            record["weight_after"] = build_router(self.release).apply(0)
+            record["weight_after"] = build_router(self.release, run_conf_of(context)).apply(0)
             record["seconds_to_stable"] = round(time.monotonic() - started, 3)
             self.log.error("gate failed at %d%%; canary set to 0%% in %.3fs: %s",
                            self.weight, record["seconds_to_stable"], reason)

@@ -35,10 +35,10 @@ class Preflight(RecordsFailure, BaseOperator):
             raise AirflowFailException(f"bad conf for {self.release.dag_id}: {e}") from None
         if run.version == run.stable_version:
             raise AirflowSkipException(f"nothing to release: {run.version} is already the stable version")
-        router = build_router(self.release)
+        router = build_router(self.release, run)
         router.check_online()  # RouterError: retried
         weight = router.get_canary_weight()
-        build_provider(self.release).check_online()  # BackendUnavailable: retried
+        build_provider(self.release, run).check_online()  # BackendUnavailable: retried
         self.log.info(
             "preflight ok: release %s version %s against stable %s; %s router answers (canary at %d%%), %s answers",
             run.release, run.version, run.stable_version, self.release.router.type, weight, self.release.metrics.type,

@@ -34,15 +34,23 @@ class Promote(RecordsFailure, BaseOperator):
 
     def _execute(self, context) -> dict:
         run = run_conf_of(context)
-        router = build_router(self.release)
+        router = build_router(self.release, run)
         router.apply(100)
         result = {"version": run.version, "previous_stable": run.stable_version, "canary_weight": 100}
+        native = router.promote()
+        if native is not None:
+            result["router"] = native
+            result["canary_weight"] = router.get_canary_weight()
+            where = f"the router's own promotion ({native})"
         if self.release.promote is not None:
             result["action"] = run_action(self.release.promote, "promote", run, endpoint_for)
-            result["canary_weight"] = router.apply(0)
-            where = "the stable slot (canary slot back to 0%)"
-        else:
+            if native is None:
+                result["canary_weight"] = router.apply(0)
+                where = "the stable slot (canary slot back to 0%)"
+        elif native is None:
             where = "the canary slot at 100% (no promote action: the stable slot still runs the old version)"
+        if self.release.after_promote is not None:
+            result["after_promote"] = run_action(self.release.after_promote, "after_promote", run, endpoint_for)
         Variable.set(stable_version_variable(run.release), run.version)
         self.log.info("promoted %s %s: it now serves all traffic from %s", run.release, run.version, where)
         return result

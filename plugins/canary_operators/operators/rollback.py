@@ -49,7 +49,7 @@ class Rollback(RecordsFailure, BaseOperator):
             self.log.warning("preflight did not pass, so this run moved no traffic; nothing to roll back. Why: %s", reason)
             return {"canary_weight": None, "reason": reason, "traffic_changed": False}
         run = run_conf_of(context)
-        weight = build_router(self.release).apply(0)
+        weight = build_router(self.release, run).apply(0)
         result = {"version": run.version, "stable_version": run.stable_version, "canary_weight": weight, "reason": reason}
         if self.release.rollback is not None:
             result["action"] = run_action(self.release.rollback, "rollback", run, endpoint_for)

@@ -6,7 +6,7 @@ import time
 
 from airflow.sdk import BaseOperator
 
-from canary_operators.operators.common import RecordsFailure, build_router
+from canary_operators.operators.common import RecordsFailure, build_router, run_conf_of
 from canary_operators.spec import ReleaseSpec
 
 
@@ -24,7 +24,7 @@ class ShiftTraffic(RecordsFailure, BaseOperator):
     def execute(self, context) -> dict:
         try:
             weight = int(self.weight)
-            actual = build_router(self.release).apply(weight)
+            actual = build_router(self.release, run_conf_of(context)).apply(weight)
             shifted_at = time.time()
             self.log.info("%s: canary now takes %d%% of traffic (read back)", self.release.name, actual)
             return {"weight": actual, "shifted_at": shifted_at}

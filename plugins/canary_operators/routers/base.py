@@ -22,9 +22,13 @@ class TrafficRouter(ABC):
     settings_model: ClassVar[type[BaseModel]]
     needs_connection: ClassVar[bool] = True
 
-    def __init__(self, settings: dict, endpoint: Endpoint | None):
+    def __init__(self, settings: dict, endpoint: Endpoint | None, *, conn_id: str | None = None, run=None):
+        """``endpoint`` is the connection's parts; ``conn_id`` its id, for backends that build an
+        Airflow hook (AWS, Kubernetes); ``run`` the run's ``RunConf`` (versions), when known."""
         self.settings = self.settings_model.model_validate(settings)
         self.endpoint = endpoint
+        self.conn_id = conn_id
+        self.run = run
 
     @abstractmethod
     def set_canary_weight(self, percent: int) -> None:
@@ -33,6 +37,12 @@ class TrafficRouter(ABC):
     @abstractmethod
     def get_canary_weight(self) -> int:
         """The canary's share of traffic as the backend reports it now, in percent."""
+
+    def promote(self) -> str | None:
+        """Make the canary the stable version natively (a Lambda alias, an Argo Rollout), with all
+        traffic on it. Returns what it did, or None when the router has no such notion (the
+        default): then the spec's promote action moves the version into the stable slot."""
+        return None
 
     def check_online(self) -> None:
         """Raise RouterError when the backend cannot be reached or is misconfigured."""

@@ -1,0 +1,30 @@
+"""Deploy, promote and rollback actions from a spec, one kind per file, behind a registry.
+
+Every action is told the release, the version and the stable version. Versions are validated
+before they get here (``spec.VERSION_PATTERN``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from canary_operators.endpoint import Endpoint
+from canary_operators.exceptions import SpecError
+from canary_operators.spec import RunConf
+
+
+def _runners() -> dict[str, Callable]:
+    from canary_operators.actions.command import run_command
+    from canary_operators.actions.ecs import run_ecs_deploy, run_ecs_scale
+    from canary_operators.actions.webhook import post_webhook
+
+    return {"command": run_command, "webhook": post_webhook, "ecs_deploy": run_ecs_deploy, "ecs_scale": run_ecs_scale}
+
+
+def run_action(action, phase: str, run: RunConf, endpoint_for: Callable[[str], Endpoint]) -> str:
+    """Run one action and return a short description of what it did. Raise HookError on failure."""
+    runners = _runners()
+    if action.type not in runners:
+        raise SpecError(f"unknown action type {action.type!r}; valid: {', '.join(sorted(runners))}")
+    fields = {"release": run.release, "version": run.version, "stable_version": run.stable_version, "phase": phase}
+    return runners[action.type](action, fields, endpoint_for)

@@ -1,0 +1,26 @@
+"""POST the release as JSON to an Airflow HTTP connection (Flagger-style webhook)."""
+
+from __future__ import annotations
+
+from canary_operators.exceptions import HookError
+from canary_operators.spec import WebhookHook
+
+
+def post_webhook(action: WebhookHook, fields: dict, endpoint_for) -> str:
+    endpoint = endpoint_for(action.conn_id)
+    import requests
+
+    url = endpoint.base_url() + action.endpoint
+    headers = {"Content-Type": "application/json"}
+    auth = None
+    if endpoint.login:
+        auth = (endpoint.login, endpoint.password or "")
+    elif endpoint.password:
+        headers["Authorization"] = f"Bearer {endpoint.password}"
+    try:
+        response = requests.post(url, json=fields, headers=headers, auth=auth, timeout=action.timeout)
+    except requests.RequestException as e:
+        raise HookError(f"{fields['phase']} webhook {url} unreachable: {type(e).__name__}") from None
+    if response.status_code >= 300:
+        raise HookError(f"{fields['phase']} webhook {url} answered HTTP {response.status_code}: {response.text[:200]}")
+    return f"POST {url} → {response.status_code}"
