@@ -85,12 +85,59 @@ def test_a_malformed_spec_is_an_import_error_and_the_others_still_load(tmp_path,
     assert set(bag.dag_ids) == good
     (message,) = bag.import_errors.values()
     assert "include/releases/web.yaml: steps[2]=120: must be a percentage, strictly increasing, ending at 100" in message
-    assert "include/releases/broken.yaml: router.type=nginx: unknown router type 'nginx'; valid: haproxy" in message
+    from canary_operators.routers import ROUTERS
+
+    valid = ", ".join(sorted(ROUTERS))
+    assert f"include/releases/broken.yaml: router.type=nginx: unknown router type 'nginx'; valid: {valid}" in message
 
 
-def test_params_render_a_form(bag):
-    dag = bag.dags["canary_demo"]
-    params = dag.params
-    assert set(params.keys()) == {"version", "stable_version"}
-    assert params.get_param("version").schema["pattern"].startswith("^[A-Za-z0-9]")
-    assert params.get_param("version").schema["title"] == "Version to release"
+def test_params_render_a_form_with_sections(bag):
+    params = bag.dags["canary_demo"].params
+    assert set(params.keys()) == {"version", "stable_version", "steps", "bake_time", "dry_run"}
+    version = params.get_param("version").schema
+    assert version["pattern"].startswith("^[A-Za-z0-9]") and version["title"] == "Version to release"
+    assert version["section"] == "Release"
+    assert params.get_param("steps").schema["items"]["enum"] == [5, 25, 50, 100]
+    assert params.get_param("dry_run").schema["section"] == "Safety"
+
+
+@pytest.mark.parametrize(
+    "conf, bad_param",
+    [
+        ({"version": 'v2" or 1'}, "version"),
+        ({"steps": [5, 30, 100]}, "steps"),  # 30 is not one of the spec's steps
+        ({"steps": [5, 25]}, "steps"),  # must contain 100
+        ({"bake_time": 100000}, "bake_time"),
+        ({"dry_run": "yes"}, "dry_run"),
+    ],
+)
+def test_bad_conf_breaks_the_param_schema(bag, conf, bad_param):
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = ParamsDict(bag.dags["canary_demo"].params)
+    with pytest.raises(ParamValidationError, match=bad_param):
+        params.update(conf)
+        params.validate()
+
+
+def test_approval_adds_a_human_step_before_promotion(tmp_path, monkeypatch):
+    from airflow.sdk import TriggerRule
+
+    releases = tmp_path / "include" / "releases"
+    releases.mkdir(parents=True)
+    (tmp_path / "dags").mkdir()
+    text = (ROOT / "include" / "releases" / "demo.yaml").read_text()
+    (releases / "demo.yaml").write_text(text + "approval: {before: [50, 100], timeout: 10m, hold: 1m}\n")
+    dag = dagbag(releases, monkeypatch).dags["canary_demo"]
+    assert dag.get_task("approve_50").upstream_task_ids == {"gate_25"}
+    assert dag.get_task("shift_to_50").upstream_task_ids == {"approve_50"}
+    assert dag.get_task("approve_100").upstream_task_ids == {"gate_50"}
+    assert dag.get_task("promote").upstream_task_ids == {"approve_100"}
+    assert {"approve_50", "approve_100"} <= dag.get_task("rollback").upstream_task_ids
+    approve = dag.get_task("approve_100")
+    assert approve.options == ["Promote", "Roll back", "Hold a bit longer"]
+    assert approve.defaults == ["Roll back"]  # no answer in time rolls back
+    assert approve.response_timeout.total_seconds() == 600
+    assert "approval" in dag.params
+    assert dag.get_task("rollback").trigger_rule == TriggerRule.ONE_FAILED

@@ -65,8 +65,8 @@ BAD_SPECS = [
     (spec_with(colour="blue"), "colour: unknown field"),
     (spec_with(bake_time="soon"), "bake_time=soon: 'soon' is not a duration"),
     (spec_with(bake_time="10m", gate_timeout="5m"), "gate_timeout=300: must be longer than bake_time (600s)"),
-    (spec_with(router={"type": "nginx", "conn_id": "x"}), "router.type=nginx: unknown router type 'nginx'; valid: haproxy"),
-    (spec_with(metrics={"type": "graphite", "conn_id": "x"}), "metrics.type=graphite: unknown metrics provider type 'graphite'; valid: datadog, prometheus"),
+    (spec_with(router={"type": "nginx", "conn_id": "x"}), "router.type=nginx: unknown router type 'nginx'; valid: alb, haproxy, lambda_alias"),
+    (spec_with(metrics={"type": "graphite", "conn_id": "x"}), "metrics.type=graphite: unknown metrics provider type 'graphite'; valid: cloudwatch, datadog, prometheus"),
     (spec_with(router={"type": "haproxy", "conn_id": "h", "settings": {}}), "router.settings.backend: Field required"),
     (spec_with(router={"type": "haproxy", "conn_id": "h", "settings": {"backend": "a b"}}), "router.settings.backend=a b: String should match pattern"),
     (spec_with(router={"type": "haproxy", "settings": {"backend": "app"}}), "router.conn_id: required by haproxy"),
@@ -153,3 +153,41 @@ def test_stable_version_is_required_somewhere():
     spec = parse_spec(MINIMAL, "web.yaml")
     with pytest.raises(SpecError, match="conf.stable_version: required"):
         resolve_run_conf(spec, {"version": "v2"})
+
+
+def test_conf_overrides_steps_bake_dry_run_and_approval():
+    spec = parse_spec(spec_with(stable_version="v1"), "web.yaml")
+    run = resolve_run_conf(spec, {"version": "v2", "steps": [25, 100], "bake_time": 60, "dry_run": True, "approval": False})
+    assert run.steps == [25, 100] and run.bake_time == 60 and run.dry_run and not run.approval
+    assert run.takes_step(25) and not run.takes_step(5)
+    assert resolve_run_conf(spec, {"version": "v2"}).steps == [1, 5, 25, 50, 100]
+
+
+@pytest.mark.parametrize(
+    "conf, expected",
+    [
+        ({"steps": [5, 30, 100]}, "conf.steps=[5, 30, 100]: must be strictly increasing, end at 100, and use only the spec's steps"),
+        ({"steps": [25, 5, 100]}, "conf.steps="),
+        ({"steps": [5, 25]}, "conf.steps="),
+        ({"bake_time": 5000}, "conf.bake_time=5000: must be seconds between"),
+        ({"bake_time": "1m"}, "conf.bake_time='1m'"),
+        ({"dry_run": "yes"}, "conf.dry_run='yes': must be true or false"),
+    ],
+)
+def test_bad_overrides_name_the_key(conf, expected):
+    spec = parse_spec(spec_with(stable_version="v1"), "web.yaml")
+    with pytest.raises(SpecError) as err:
+        resolve_run_conf(spec, {"version": "v2", **conf})
+    assert str(err.value).startswith(expected)
+
+
+def test_scheduled_runs_take_the_candidate_version():
+    spec = parse_spec(spec_with(stable_version="v1", default_version="v0", candidate_variable="web_candidate"), "web.yaml")
+    assert resolve_run_conf(spec, {}, candidate="v7").version == "v7"
+    assert resolve_run_conf(spec, {"version": "v8"}, candidate="v7").version == "v8"
+    assert resolve_run_conf(spec, {}).version == "v0"
+
+
+def test_approval_points_must_be_steps():
+    with pytest.raises(SpecError, match=r"approval.before\[0\]=30: must be one of the steps"):
+        parse_spec(spec_with(approval={"before": [30]}), "web.yaml")

@@ -2,8 +2,8 @@
 
 For steps [1, 5, 25, 50, 100]::
 
-    preflight → (deploy_canary) → shift_to_1 → gate_1 → … → shift_to_50 → gate_50 → promote → complete_rollout
-    rollback (one_failed) ← every deploy, shift, gate and promote task
+    preflight → (deploy_canary) → shift_to_1 → gate_1 → … → gate_50 → (approve_100) → promote → complete_rollout
+    rollback (one_failed) ← every deploy, shift, gate, approve and promote task
 
 The leaves are ``complete_rollout`` and ``rollback``, so a rolled-back run ends failed.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from airflow.sdk import DAG, Param, TriggerRule, chain
 
 from canary_operators.exceptions import SpecError
-from canary_operators.operators import CompleteRollout, DeployCanary, MetricGate, Preflight, Promote, Rollback, ShiftTraffic
+from canary_operators.operators import ApproveStep, CompleteRollout, DeployCanary, MetricGate, Preflight, Promote, Rollback, ShiftTraffic
 from canary_operators.operators.common import PREFLIGHT_TASK
 from canary_operators.spec import VERSION_PATTERN, ReleaseSpec, load_spec
 
@@ -42,19 +42,43 @@ class InvalidReleaseSpecs(DAG):
 
 
 def _params(spec: ReleaseSpec) -> dict:
+    """The trigger form. The API refuses conf that breaks these schemas with HTTP 400."""
     version_schema = dict(type=["null", "string"], pattern=VERSION_PATTERN.pattern)
-    return {
+    needs_version = spec.default_version is None and spec.candidate_variable is None
+    params = {
         "version": Param(
-            spec.default_version, title="Version to release",
-            description="The canary's version (label value in metrics). Required unless the spec has default_version.",
+            spec.default_version, title="Version to release", section="Release",
+            description="The canary's version, as it appears in the metrics' version label."
+            + (" Required." if needs_version else " Empty: the candidate Variable or the spec's default."),
             **version_schema,
         ),
         "stable_version": Param(
-            None, title="Stable version",
+            None, title="Stable version", section="Release",
             description="The baseline's version. Empty: the last promoted version, else the spec's stable_version.",
             **version_schema,
         ),
+        "steps": Param(
+            None, title="Steps (override)", section="Rollout",
+            description=f"Canary weights in %, a subset of the spec's {spec.steps}, ending at 100. Empty: all of them.",
+            type=["null", "array"], items={"type": "integer", "enum": spec.steps}, uniqueItems=True, minItems=1,
+            contains={"const": 100},
+        ),
+        "bake_time": Param(
+            None, title="Bake time in seconds (override)", section="Rollout",
+            description=f"Minimum time at each step before its gate may pass. Empty: the spec's {spec.bake_time:g}s.",
+            type=["null", "integer"], minimum=int(spec.settle_time) + 1, maximum=int(spec.gate_timeout) - 1,
+        ),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run", section="Safety",
+            description="Decide and report, but move no traffic and run no deploy, promote or rollback action.",
+        ),
     }
+    if spec.approval is not None:
+        params["approval"] = Param(
+            True, type="boolean", title="Ask for approval", section="Safety",
+            description=f"Ask a person before {', '.join(f'{s}%' for s in spec.approval.before)}, with the gates' evidence.",
+        )
+    return params
 
 
 def build_dag(spec: ReleaseSpec, source: str = "") -> DAG:
@@ -79,14 +103,20 @@ def build_dag(spec: ReleaseSpec, source: str = "") -> DAG:
         path = [Preflight(task_id=PREFLIGHT_TASK, release=spec)]
         if spec.deploy is not None:
             path.append(DeployCanary(task_id="deploy_canary", release=spec))
-        for weight in spec.gate_steps:
+        approve_before = set(spec.approval.before) if spec.approval else set()
+        gate_ids: list[str] = []
+        for weight in spec.steps:
+            if weight in approve_before:
+                path.append(ApproveStep(task_id=f"approve_{weight}", release=spec, weight=weight, gate_task_ids=list(gate_ids)))
+            if weight == 100:
+                break
             shift = ShiftTraffic(task_id=f"shift_to_{weight}", release=spec, weight=weight)
             gate = MetricGate(task_id=f"gate_{weight}", release=spec, weight=weight, shift_task_id=shift.task_id)
             path += [shift, gate]
+            gate_ids.append(gate.task_id)
         promote = Promote(task_id="promote", release=spec)
         path.append(promote)
         watched = path[1:]
-        gate_ids = [t.task_id for t in path if isinstance(t, MetricGate)]
         path.append(CompleteRollout(task_id="complete_rollout", release=spec, promote_task_id=promote.task_id, gate_task_ids=gate_ids))
         chain(*path)
         rollback = Rollback(

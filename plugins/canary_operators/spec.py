@@ -150,6 +150,14 @@ class SampleRatioSpec(_Strict):
     min_requests: int = Field(default=200, ge=0)
 
 
+class ApprovalSpec(_Strict):
+    """Ask a person (Airflow's human-in-the-loop) before these steps, with the gates' evidence."""
+
+    before: list[int] = Field(default_factory=lambda: [100])  # 100 = before promotion
+    timeout: Duration = 3600.0  # no answer by then → roll back
+    hold: Duration = 600.0  # "Hold a bit longer" asks again after this long
+
+
 def _default_checks() -> list:
     return [ErrorRateCheck(name="error_rate", kind="error_rate"), LatencyCheck(name="p99", kind="latency")]
 
@@ -162,12 +170,17 @@ class ReleaseSpec(_Strict):
     schedule: str | None = None
     default_version: str | None = None
     stable_version: str | None = None
+    # Scheduled runs release the version in this Airflow Variable (else default_version).
+    candidate_variable: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,250}$")
     router: BackendSpec
     metrics: BackendSpec
     steps: list[int] = Field(default_factory=lambda: list(DEFAULT_STEPS))
     bake_time: Duration = 300.0
     gate_timeout: Duration = 900.0
     poke_interval: Duration = 30.0
+    # deferrable: gates wait in the triggerer and hold no worker slot; poke/reschedule: on a worker.
+    gate_mode: Literal["deferrable", "poke", "reschedule"] = "deferrable"
+    approval: ApprovalSpec | None = None
     max_provider_errors: int = Field(default=3, ge=1)
     retries: int = Field(default=2, ge=0)
     retry_delay: Duration = 10.0
@@ -269,6 +282,10 @@ def _semantic_issues(spec: ReleaseSpec) -> list[str]:
                 issues.append(_issue(f"checks[{i}]", None, "a business check needs min_ratio or max_ratio"))
             if check.metric is None and check.query is None:
                 issues.append(_issue(f"checks[{i}]", None, "a business check needs metric or query"))
+    if spec.approval is not None:
+        for i, step in enumerate(spec.approval.before):
+            if step not in spec.steps:
+                issues.append(_issue(f"approval.before[{i}]", step, f"must be one of the steps {spec.steps}"))
     for version_field in ("default_version", "stable_version"):
         value = getattr(spec, version_field)
         if value is not None and not VERSION_PATTERN.match(value):
@@ -346,27 +363,51 @@ def load_spec(path: Path | str) -> ReleaseSpec:
 
 
 class RunConf(_Strict):
-    """What one DAG run releases, resolved from conf, the last promotion and the spec."""
+    """What one DAG run releases and how, resolved from conf, the last promotion and the spec."""
 
     release: str
     version: str
     stable_version: str
+    steps: list[int] = Field(default_factory=list)  # the weights this run moves through
+    bake_time: float | None = None  # overrides the spec's minimum bake for this run
+    dry_run: bool = False  # decide and report, move no traffic, run no action
+    approval: bool = True  # ask at the spec's approval points (when the spec has any)
+
+    def takes_step(self, weight: int) -> bool:
+        return not self.steps or weight in self.steps
 
 
-CONF_KEYS = {"version", "stable_version"}
+CONF_KEYS = {"version", "stable_version", "steps", "bake_time", "dry_run", "approval"}
 
 
-def resolve_run_conf(spec: ReleaseSpec, conf: dict | None, last_promoted: str | None = None) -> RunConf:
-    """Version: conf > spec.default_version. Stable: conf > last promoted > spec.stable_version."""
-    conf = dict(conf or {})
+def resolve_run_conf(
+    spec: ReleaseSpec, conf: dict | None, last_promoted: str | None = None, candidate: str | None = None
+) -> RunConf:
+    """Version: conf > candidate (scheduled runs) > spec.default_version.
+    Stable: conf > last promoted > spec.stable_version. Raises SpecError naming the conf key."""
+    conf = {k: v for k, v in (conf or {}).items() if v is not None}
     unknown = sorted(set(conf) - CONF_KEYS)
     if unknown:
         raise SpecError(f"conf.{unknown[0]}: unknown key; allowed: {sorted(CONF_KEYS)}")
-    version = conf.get("version") or spec.default_version
+    version = conf.get("version") or candidate or spec.default_version
     stable = conf.get("stable_version") or last_promoted or spec.stable_version
     for key, value in (("version", version), ("stable_version", stable)):
         if value is None:
             raise SpecError(f"conf.{key}: required (the spec sets no default)")
         if not isinstance(value, str) or not VERSION_PATTERN.match(value):
             raise SpecError(f"conf.{key}={value!r}: must match {VERSION_PATTERN.pattern}")
-    return RunConf(release=spec.name, version=version, stable_version=stable)
+    steps = conf.get("steps") or list(spec.steps)
+    if (not isinstance(steps, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps)
+            or steps != sorted(set(steps)) or steps[-1] != 100 or not set(steps) <= set(spec.steps)):
+        raise SpecError(f"conf.steps={steps!r}: must be strictly increasing, end at 100, and use only the spec's steps {spec.steps}")
+    bake_time = conf.get("bake_time")
+    if bake_time is not None:
+        if isinstance(bake_time, bool) or not isinstance(bake_time, (int, float)) or not spec.settle_time < bake_time < spec.gate_timeout:
+            raise SpecError(f"conf.bake_time={bake_time!r}: must be seconds between settle_time ({spec.settle_time:g}) "
+                            f"and gate_timeout ({spec.gate_timeout:g})")
+    for key in ("dry_run", "approval"):
+        if key in conf and not isinstance(conf[key], bool):
+            raise SpecError(f"conf.{key}={conf[key]!r}: must be true or false")
+    return RunConf(release=spec.name, version=version, stable_version=stable, steps=steps,
+                   bake_time=None if bake_time is None else float(bake_time),
+                   dry_run=conf.get("dry_run", False), approval=conf.get("approval", True))

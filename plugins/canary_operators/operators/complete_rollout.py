@@ -30,11 +30,15 @@ class CompleteRollout(BaseOperator):
         ti = context["ti"]
         run = run_conf_of(context)
         promoted = ti.xcom_pull(task_ids=self.promote_task_id) or {}
+        gates = {gid: ti.xcom_pull(task_ids=gid) for gid in self.gate_task_ids}
+        if run.dry_run:
+            verdicts = {gid: (g or {}).get("outcome") for gid, g in gates.items()}
+            self.log.info("dry run complete for %s %s: no traffic moved; the gates would have said %s", run.release, run.version, verdicts)
+            return {"release": run.release, "version": run.version, "dry_run": True, "gates": gates}
         expected = promoted.get("canary_weight", 100)
         actual = build_router(self.release, run).get_canary_weight()
         if actual != expected:
             raise WeightNotApplied(f"after promotion the canary should take {expected}% but takes {actual}%")
-        gates = {gid: ti.xcom_pull(task_ids=gid) for gid in self.gate_task_ids}
         summary = {"release": run.release, "version": run.version, "previous_stable": run.stable_version,
                    "canary_weight": actual, "gates": gates}
         self.log.info("rollout complete: %s %s serves all traffic (canary slot at %d%%); gates passed: %s",

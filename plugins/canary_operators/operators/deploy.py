@@ -21,6 +21,9 @@ class DeployCanary(RecordsFailure, BaseOperator):
     def execute(self, context) -> dict:
         try:
             run = run_conf_of(context)
+            if run.dry_run:
+                self.log.info("dry run: would run the deploy action (%s) for %s", self.release.deploy.type, run.version)
+                return {"version": run.version, "dry_run": True}
             done = run_action(self.release.deploy, "deploy", run, endpoint_for)
             self.log.info("deployed %s %s to the canary: %s", run.release, run.version, done)
             return {"version": run.version, "action": done}

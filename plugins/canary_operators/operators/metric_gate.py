@@ -1,22 +1,24 @@
 """MetricGate: compare canary and baseline until the judge says advance or roll back.
 
 Holds while data is thin or inconclusive; at the gate timeout each check's policy decides ("no
-data" is never a pass). On a failing
-verdict it sets the canary's weight to 0 itself before failing, so traffic is back on stable
-within a second; the Rollback task then does the full, idempotent cleanup.
+data" is never a pass). On a failing verdict it sets the canary's weight to 0 itself before
+failing, so traffic is back on stable within a second; the Rollback task then does the full,
+idempotent cleanup.
+
+Modes (spec ``gate_mode``): ``deferrable`` (default) waits in the triggerer and holds no worker
+slot; ``poke`` and ``reschedule`` wait on a worker. All use the same look (``gate_evaluation``).
 """
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
-from canary_operators.exceptions import BackendUnavailable, MetricsError
-from canary_operators.judge import Gate, Outcome, ProviderFailure, judge
-from canary_operators.metrics import Scope
-from canary_operators.operators.common import RecordsFailure, build_provider, build_router, run_conf_of
+from canary_operators.judge import Outcome
+from canary_operators.operators.common import RecordsFailure, run_conf_of
+from canary_operators.operators.gate_evaluation import evaluate_gate, reset_to_stable
 from canary_operators.spec import ReleaseSpec
 
 EVIDENCE_KEY = "evidence"
@@ -33,76 +35,73 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         # Backstop only: the judge applies the timeout policies itself, measured from the shift;
         # a check with a "hold" policy may keep the gate waiting up to twice the gate timeout.
         kwargs.setdefault("timeout", 2 * release.gate_timeout + 60)
-        kwargs.setdefault("mode", "poke")
+        kwargs.setdefault("mode", "reschedule" if release.gate_mode == "reschedule" else "poke")
         super().__init__(**kwargs)
         self.release = release
         self.weight = weight
         self.shift_task_id = shift_task_id
+        self.deferrable = release.gate_mode == "deferrable"
         self._provider_errors: dict[str, int] = {}  # consecutive failures per check
 
     def execute(self, context):
         try:
-            return super().execute(context)
+            return self._execute(context)
+        except BaseException as e:
+            self.record_failure(context, e)
+            raise
+
+    def _shifted_at(self, context) -> float:
+        shifted = context["ti"].xcom_pull(task_ids=self.shift_task_id) or {}
+        if "shifted_at" not in shifted:
+            raise AirflowFailException(f"{self.shift_task_id} left no shift time; cannot gate")
+        return shifted["shifted_at"]
+
+    def _execute(self, context):
+        run = run_conf_of(context)
+        if not run.takes_step(self.weight):
+            self.log.info("step %d%% is not in this run's steps %s; nothing to judge", self.weight, run.steps)
+            return {"weight": self.weight, "outcome": "skipped", "reason": f"not in this run's steps {run.steps}"}
+        shifted_at = self._shifted_at(context)
+        if run.dry_run:
+            look = evaluate_gate(self.release, run, self.weight, shifted_at, {}, self.log)
+            evidence = {**look.evidence, "dry_run": True}
+            context["ti"].xcom_push(key=EVIDENCE_KEY, value=evidence)
+            self.log.info("dry run: the gate would %s now: %s", look.outcome.value, look.reason)
+            return evidence
+        if self.deferrable:
+            from canary_operators.triggers.metric_gate import MetricGateTrigger
+
+            self.defer(
+                trigger=MetricGateTrigger(
+                    release=self.release.model_dump(mode="json"), run=run.model_dump(mode="json"),
+                    weight=self.weight, shifted_at=shifted_at, poke_interval=self.release.poke_interval,
+                ),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=self.timeout),
+            )
+        return super().execute(context)
+
+    def execute_complete(self, context, event: dict):
+        try:
+            ti = context["ti"]
+            ti.xcom_push(key=EVIDENCE_KEY, value=event["evidence"])
+            if event["outcome"] == "rollback":
+                ti.xcom_push(key=FAST_ROLLBACK_KEY, value=event["fast_rollback"])
+                raise AirflowFailException(f"gate at {self.weight}% failed: {event['reason']}")
+            self.log.info("gate at %d%% passed after %d looks in the triggerer: %s", self.weight, event["looks"], event["reason"])
+            return event["evidence"]
         except BaseException as e:
             self.record_failure(context, e)
             raise
 
     def poke(self, context):
-        ti = context["ti"]
         run = run_conf_of(context)
-        shifted = ti.xcom_pull(task_ids=self.shift_task_id) or {}
-        if "shifted_at" not in shifted:
-            raise AirflowFailException(f"{self.shift_task_id} left no shift time; cannot gate")
-        release = self.release
-        now = time.time()
-        elapsed = now - shifted["shifted_at"]
-        # Leave out the first seconds after the shift: scrapes still straddle the change.
-        window = max(0.0, elapsed - release.settle_time)
-        scope = Scope(run.version, run.stable_version, window_seconds=window, end=now)
-        provider = build_provider(release, run)
-
-        observed = {}
-        for check in release.checks:
-            if window <= 0:
-                observed[check.name] = None
-                continue
-            try:
-                observed[check.name] = provider.measure(check, scope)
-                self._provider_errors.pop(check.name, None)
-            except BackendUnavailable as e:
-                count = self._provider_errors[check.name] = self._provider_errors.get(check.name, 0) + 1
-                self.log.warning("metrics backend unavailable for %s (%d/%d): %s", check.name, count, release.max_provider_errors, e)
-                observed[check.name] = ProviderFailure(f"{e} ({count} times in a row)", exhausted=count >= release.max_provider_errors)
-            except MetricsError as e:  # a rejected query is a spec or auth problem: retrying cannot fix it
-                self._fail(context, f"metrics backend rejected check {check.name}: {e}", None)
-
-        gate = Gate(
-            weight=self.weight,
-            baked=elapsed >= release.bake_time,
-            timed_out=elapsed >= release.gate_timeout,
-            hard_timed_out=elapsed >= 2 * release.gate_timeout,
-        )
-        decision = judge(release.checks, observed, gate, release.sample_ratio, release.min_score)
-        evidence = {"weight": self.weight, "elapsed_seconds": round(elapsed, 1), "window_seconds": round(window, 1), **decision.to_dict()}
-        ti.xcom_push(key=EVIDENCE_KEY, value=evidence)
-        self.log.info("gate at %d%% after %.0fs: %s", self.weight, elapsed, decision.log_line())
-        if decision.outcome is Outcome.ROLLBACK:
-            self._fail(context, decision.reason, evidence)
-        if decision.outcome is Outcome.ADVANCE:
-            return PokeReturnValue(is_done=True, xcom_value=evidence)
+        look = evaluate_gate(self.release, run, self.weight, self._shifted_at(context), self._provider_errors, self.log)
+        context["ti"].xcom_push(key=EVIDENCE_KEY, value=look.evidence)
+        if look.outcome is Outcome.ROLLBACK:
+            record = reset_to_stable(self.release, run, self.weight, look.reason, self.log)
+            context["ti"].xcom_push(key=FAST_ROLLBACK_KEY, value=record)
+            raise AirflowFailException(f"gate at {self.weight}% failed: {look.reason}")
+        if look.outcome is Outcome.ADVANCE:
+            return PokeReturnValue(is_done=True, xcom_value=look.evidence)
         return False
-
-    def _fail(self, context, reason: str, evidence) -> None:
-        """Put traffic back on stable now, record how fast, then fail without retries."""
-        started = time.monotonic()
-        record = {"reason": reason, "weight_before": self.weight}
-        try:
-            record["weight_after"] = build_router(self.release, run_conf_of(context)).apply(0)
-            record["seconds_to_stable"] = round(time.monotonic() - started, 3)
-            self.log.error("gate failed at %d%%; canary set to 0%% in %.3fs: %s",
-                           self.weight, record["seconds_to_stable"], reason)
-        except Exception as e:  # the Rollback task retries the traffic reset
-            record["error"] = f"{type(e).__name__}: {e}"
-            self.log.error("gate failed at %d%% and the fast reset to stable failed (%s): %s", self.weight, e, reason)
-        context["ti"].xcom_push(key=FAST_ROLLBACK_KEY, value=record)
-        raise AirflowFailException(f"gate at {self.weight}% failed: {reason}")

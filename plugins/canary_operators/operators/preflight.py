@@ -29,8 +29,12 @@ class Preflight(RecordsFailure, BaseOperator):
     def _execute(self, context) -> dict:
         conf = dict(context["dag_run"].conf or {})
         last_promoted = Variable.get(stable_version_variable(self.release.name), default=None)
+        candidate = None
+        if self.release.candidate_variable and not conf.get("version"):
+            candidate = Variable.get(self.release.candidate_variable, default=None)
+            self.log.info("candidate version from Variable %s: %s", self.release.candidate_variable, candidate)
         try:
-            run = resolve_run_conf(self.release, conf, last_promoted)
+            run = resolve_run_conf(self.release, conf, last_promoted, candidate)
         except SpecError as e:
             raise AirflowFailException(f"bad conf for {self.release.dag_id}: {e}") from None
         if run.version == run.stable_version:

@@ -34,6 +34,9 @@ class Promote(RecordsFailure, BaseOperator):
 
     def _execute(self, context) -> dict:
         run = run_conf_of(context)
+        if run.dry_run:
+            self.log.info("dry run: would promote %s %s to 100%% and make it the stable version", run.release, run.version)
+            return {"version": run.version, "previous_stable": run.stable_version, "dry_run": True}
         router = build_router(self.release, run)
         router.apply(100)
         result = {"version": run.version, "previous_stable": run.stable_version, "canary_weight": 100}

@@ -49,6 +49,9 @@ class Rollback(RecordsFailure, BaseOperator):
             self.log.warning("preflight did not pass, so this run moved no traffic; nothing to roll back. Why: %s", reason)
             return {"canary_weight": None, "reason": reason, "traffic_changed": False}
         run = run_conf_of(context)
+        if run.dry_run:
+            self.log.warning("dry run: would roll back %s %s to stable. Why: %s", run.release, run.version, reason)
+            return {"canary_weight": None, "reason": reason, "traffic_changed": False, "dry_run": True}
         weight = build_router(self.release, run).apply(0)
         result = {"version": run.version, "stable_version": run.stable_version, "canary_weight": weight, "reason": reason}
         if self.release.rollback is not None:

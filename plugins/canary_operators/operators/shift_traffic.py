@@ -24,7 +24,14 @@ class ShiftTraffic(RecordsFailure, BaseOperator):
     def execute(self, context) -> dict:
         try:
             weight = int(self.weight)
-            actual = build_router(self.release, run_conf_of(context)).apply(weight)
+            run = run_conf_of(context)
+            if not run.takes_step(weight):
+                self.log.info("step %d%% is not in this run's steps %s; traffic stays as it is", weight, run.steps)
+                return {"weight": None, "skipped": True, "shifted_at": time.time()}
+            if run.dry_run:
+                self.log.info("dry run: would set the canary to %d%% of traffic; traffic stays as it is", weight)
+                return {"weight": weight, "dry_run": True, "shifted_at": time.time()}
+            actual = build_router(self.release, run).apply(weight)
             shifted_at = time.time()
             self.log.info("%s: canary now takes %d%% of traffic (read back)", self.release.name, actual)
             return {"weight": actual, "shifted_at": shifted_at}

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Start a canary release from CI through Airflow's REST API and follow it live.
+
+    AIRFLOW_API_URL=https://airflow.example.com AIRFLOW_USERNAME=ci AIRFLOW_PASSWORD=... \\
+        python include/ci/trigger_release.py --dag canary_web --version "$GIT_SHA_SHORT"
+
+1. gets a JWT from /auth/token (credentials from the environment, never from arguments);
+2. unpauses the DAG if needed;
+3. triggers POST /api/v2/dags/{dag}/dagRuns with conf {version, ...} and a run id derived from
+   the commit, so a re-run of the same CI job follows the same release instead of starting another;
+4. prints each step as it happens: the weight, each gate's verdict and reason;
+5. exits 0 when the release was promoted (or there was nothing to release), 1 when it was rolled
+   back, 2 on an error or a timeout.
+
+Only the standard library and requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+
+import requests
+
+PROMOTED, ROLLED_BACK, ERROR = 0, 1, 2
+FINISHED = {"success", "failed"}
+
+
+class ClientError(Exception):
+    """Anything that is not a release outcome: bad credentials, bad conf, timeouts."""
+
+
+class Airflow:
+    """The few REST calls the client needs, with a bearer token."""
+
+    def __init__(self, url: str, username: str, password: str, timeout: float = 30):
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        self.timeout = timeout
+        try:
+            answer = self.session.post(f"{self.url}/auth/token", json={"username": username, "password": password}, timeout=timeout)
+        except requests.RequestException as e:
+            raise ClientError(f"cannot reach Airflow at {self.url}: {type(e).__name__}") from None
+        if answer.status_code not in (200, 201):
+            raise ClientError(f"Airflow refused the credentials of {username!r} (HTTP {answer.status_code})")
+        self.session.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        try:
+            return self.session.request(method, f"{self.url}/api/v2{path}", timeout=self.timeout, **kwargs)
+        except requests.RequestException as e:
+            raise ClientError(f"{method} {path} failed: {type(e).__name__}") from None
+
+    def json(self, method: str, path: str, ok=(200,), **kwargs) -> dict:
+        answer = self.call(method, path, **kwargs)
+        if answer.status_code not in ok:
+            raise ClientError(f"{method} {path}: HTTP {answer.status_code}: {_detail(answer)}")
+        return answer.json()
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value"):
+        answer = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+                           params={"deserialize": "true", "stringify": "false"})
+        if answer.status_code != 200:
+            return None
+        value = answer.json().get("value")
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value
+
+
+def _detail(answer: requests.Response) -> str:
+    try:
+        body = answer.json()
+    except ValueError:
+        return answer.text[:500]
+    detail = body.get("detail", body)
+    return json.dumps(detail) if not isinstance(detail, str) else detail
+
+
+def run_id_for(version: str, commit: str | None) -> str:
+    """``ci__<version>__<commit12>``: one release per commit and version."""
+    suffix = re.sub(r"[^A-Za-z0-9]", "", commit or "")[:12] or time.strftime("%Y%m%dT%H%M%S")
+    return f"ci__{version}__{suffix}"
+
+
+def describe(task_id: str, state: str, api: Airflow, dag_id: str, run_id: str) -> str:
+    """One line for a task that reached ``state``, with the weight or the gate's verdict."""
+    if task_id.startswith("shift_to_") and state == "success":
+        shifted = api.xcom(dag_id, run_id, task_id) or {}
+        if shifted.get("skipped"):
+            return f"{task_id}: skipped by this run's steps"
+        return f"{task_id}: canary now takes {shifted.get('weight', '?')}% of traffic"
+    if task_id.startswith("gate_") and state in ("success", "failed"):
+        evidence = api.xcom(dag_id, run_id, task_id, "evidence") or api.xcom(dag_id, run_id, task_id) or {}
+        verdict = "PASSED" if state == "success" else "FAILED"
+        lines = [f"{task_id}: {verdict}: {evidence.get('reason', '')}"]
+        for check in evidence.get("checks", []):
+            lines.append(f"    [{check['check']}] {check['verdict']}: {check['reason']}")
+        return "\n".join(lines)
+    if task_id == "rollback" and state == "success":
+        rolled = api.xcom(dag_id, run_id, task_id) or {}
+        return f"rollback: traffic back on stable. Why: {rolled.get('reason', 'see the task log')}"
+    return f"{task_id}: {state}"
+
+
+def follow(api: Airflow, dag_id: str, run_id: str, timeout: float, poll: float, out=print) -> str:
+    """Print task changes until the run finishes; return its final state."""
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        run = api.json("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+        tasks = api.json("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
+        for ti in sorted(tasks.get("task_instances", []), key=lambda t: t.get("start_date") or "~"):
+            state = ti.get("state")
+            if state and seen.get(ti["task_id"]) != state:
+                seen[ti["task_id"]] = state
+                if state in ("running", "deferred", "awaiting_input", "success", "failed", "skipped", "upstream_failed"):
+                    out(describe(ti["task_id"], state, api, dag_id, run_id))
+        if run["state"] in FINISHED:
+            return run["state"]
+        if time.monotonic() > deadline:
+            raise ClientError(f"run {run_id} still {run['state']} after {timeout:g}s")
+        time.sleep(poll)
+
+
+def main(argv: list[str] | None = None, out=print) -> int:
+    parser = argparse.ArgumentParser(description="Trigger a canary release and follow it.")
+    parser.add_argument("--dag", required=True, help="the release DAG, e.g. canary_web")
+    parser.add_argument("--version", required=True, help="the version to release")
+    parser.add_argument("--conf", default="{}", help="more conf as JSON, e.g. '{\"steps\": [25, 100]}'")
+    parser.add_argument("--commit", default=os.environ.get("GITHUB_SHA") or os.environ.get("CI_COMMIT_SHA"),
+                        help="commit the run id is derived from (default: $GITHUB_SHA or $CI_COMMIT_SHA)")
+    parser.add_argument("--run-id", help="explicit run id (default: derived from version and commit)")
+    parser.add_argument("--api-url", default=os.environ.get("AIRFLOW_API_URL", "http://localhost:8080"))
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds to follow the run")
+    parser.add_argument("--poll", type=float, default=5, help="seconds between looks")
+    args = parser.parse_args(argv)
+
+    username, password = os.environ.get("AIRFLOW_USERNAME"), os.environ.get("AIRFLOW_PASSWORD")
+    if not username or not password:
+        out("error: set AIRFLOW_USERNAME and AIRFLOW_PASSWORD")
+        return ERROR
+    try:
+        conf = {**json.loads(args.conf), "version": args.version}
+    except ValueError as e:
+        out(f"error: --conf is not JSON: {e}")
+        return ERROR
+    run_id = args.run_id or run_id_for(args.version, args.commit)
+    try:
+        api = Airflow(args.api_url, username, password)
+        dag = api.json("GET", f"/dags/{args.dag}")
+        if dag.get("is_paused"):
+            api.json("PATCH", f"/dags/{args.dag}", json={"is_paused": False})
+            out(f"unpaused {args.dag}")
+        answer = api.call("POST", f"/dags/{args.dag}/dagRuns", json={"logical_date": None, "dag_run_id": run_id, "conf": conf})
+        if answer.status_code == 409:
+            out(f"run {run_id} already exists; following it")
+        elif answer.status_code != 200:
+            raise ClientError(f"Airflow refused the run (HTTP {answer.status_code}): {_detail(answer)}")
+        else:
+            out(f"triggered {args.dag} run {run_id} with conf {json.dumps(conf)}")
+        state = follow(api, args.dag, run_id, args.timeout, args.poll, out)
+    except ClientError as e:
+        out(f"error: {e}")
+        return ERROR
+    if state == "success":
+        preflight = api.xcom(args.dag, run_id, "preflight")
+        out("nothing to release: the version is already stable" if preflight is None else f"PROMOTED {args.version}")
+        return PROMOTED
+    rolled = api.xcom(args.dag, run_id, "rollback") or {}
+    out(f"ROLLED BACK {args.version}: {rolled.get('reason', 'see the Airflow UI')}")
+    return ROLLED_BACK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""One look of a gate, shared by MetricGate's poke mode and its trigger (deferrable mode).
+
+Measures every check over the step's window, asks the judge, and on a failing verdict puts
+traffic back on stable at once. Blocking I/O: the trigger calls it through asyncio.to_thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from canary_operators.exceptions import BackendUnavailable, MetricsError
+from canary_operators.judge import Gate, Outcome, ProviderFailure, judge
+from canary_operators.metrics import Scope
+from canary_operators.operators.common import build_provider, build_router
+from canary_operators.spec import ReleaseSpec, RunConf
+
+
+@dataclass(frozen=True)
+class GateLook:
+    outcome: Outcome
+    reason: str
+    evidence: dict
+
+
+def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: float,
+                  provider_errors: dict[str, int], log=None) -> GateLook:
+    """Look once. ``provider_errors`` counts consecutive failures per check across looks (mutated)."""
+    now = time.time()
+    elapsed = now - shifted_at
+    window = max(0.0, elapsed - release.settle_time)  # scrapes still straddle the shift at first
+    scope = Scope(run.version, run.stable_version, window_seconds=window, end=now)
+    provider = build_provider(release, run)
+    observed = {}
+    for check in release.checks:
+        if window <= 0:
+            observed[check.name] = None
+            continue
+        try:
+            observed[check.name] = provider.measure(check, scope)
+            provider_errors.pop(check.name, None)
+        except BackendUnavailable as e:
+            count = provider_errors[check.name] = provider_errors.get(check.name, 0) + 1
+            if log:
+                log.warning("metrics backend unavailable for %s (%d/%d): %s", check.name, count, release.max_provider_errors, e)
+            observed[check.name] = ProviderFailure(f"{e} ({count} times in a row)", exhausted=count >= release.max_provider_errors)
+        except MetricsError as e:  # a rejected query is a spec or auth problem: retrying cannot fix it
+            reason = f"metrics backend rejected check {check.name}: {e}"
+            return GateLook(Outcome.ROLLBACK, reason, {"weight": weight, "elapsed_seconds": round(elapsed, 1), "outcome": "rollback", "reason": reason, "checks": []})
+    bake = run.bake_time if run.bake_time is not None else release.bake_time
+    gate = Gate(weight=weight, baked=elapsed >= bake, timed_out=elapsed >= release.gate_timeout,
+                hard_timed_out=elapsed >= 2 * release.gate_timeout)
+    decision = judge(release.checks, observed, gate, release.sample_ratio, release.min_score)
+    evidence = {"weight": weight, "elapsed_seconds": round(elapsed, 1), "window_seconds": round(window, 1), **decision.to_dict()}
+    if log:
+        log.info("gate at %d%% after %.0fs: %s", weight, elapsed, decision.log_line())
+    return GateLook(decision.outcome, decision.reason, evidence)
+
+
+def reset_to_stable(release: ReleaseSpec, run: RunConf, weight: int, reason: str, log=None) -> dict:
+    """Put all traffic back on stable now; return what happened and how fast."""
+    started = time.monotonic()
+    record = {"reason": reason, "weight_before": weight}
+    try:
+        record["weight_after"] = build_router(release, run).apply(0)
+        record["seconds_to_stable"] = round(time.monotonic() - started, 3)
+        if log:
+            log.error("gate failed at %d%%; canary set to 0%% in %.3fs: %s", weight, record["seconds_to_stable"], reason)
+    except Exception as e:  # the Rollback task retries the traffic reset
+        record["error"] = f"{type(e).__name__}: {e}"
+        if log:
+            log.error("gate failed at %d%% and the fast reset to stable failed (%s): %s", weight, e, reason)
+    return record
