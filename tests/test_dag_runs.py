@@ -220,3 +220,38 @@ def test_broken_routing_is_caught_by_the_sample_ratio_check(stack):
     srm = next(c for c in evidence["checks"] if c["check"] == "sample_ratio")
     assert srm["verdict"] == "fail" and srm["canary_value"] > 0.8
     assert "the routing does not do what was set" in xcom(dag_run, "rollback")["reason"]
+
+
+def test_dry_run_decides_and_reports_but_moves_nothing(stack):
+    dag_run, states = run(spec_for("t_dry"), {"version": "v2", "dry_run": True}, stack.releases_dir)
+    assert dag_run.state == "success", states
+    assert xcom(dag_run, "shift_to_10")["dry_run"] is True
+    assert xcom(dag_run, "gate_10")["dry_run"] is True
+    assert xcom(dag_run, "promote")["dry_run"] is True
+    assert canary_weight(stack) == 0
+    assert version_of(stack.canary_url) == "v1" and version_of(stack.stable_url) == "v1"  # no deploy, no promote
+
+
+def test_steps_override_skips_steps_and_keeps_the_rest(stack):
+    dag_run, states = run(spec_for("t_steps"), {"version": "v2", "steps": [50, 100]}, stack.releases_dir)
+    assert dag_run.state == "success", states
+    assert xcom(dag_run, "shift_to_10")["skipped"] is True
+    assert xcom(dag_run, "gate_10")["outcome"] == "skipped"
+    assert xcom(dag_run, "shift_to_50")["weight"] == 50
+    assert xcom(dag_run, "gate_50")["outcome"] == "advance"
+
+
+def test_poke_mode_gates_roll_back_the_same_way(stack):
+    spec = spec_for("t_poke", gate_mode="poke", checks=[{"name": "errors", "kind": "error_rate", "max_increase_pp": 5, "min_requests": 60}])
+    dag_run, states = run(spec, {"version": "broken"}, stack.releases_dir)
+    assert dag_run.state == "failed" and states["gate_10"] == "failed" and states["rollback"] == "success"
+    assert xcom(dag_run, "gate_10", "fast_rollback")["seconds_to_stable"] < 1.0
+    assert canary_weight(stack) == 0
+
+
+def test_a_run_without_version_releases_the_candidate_variable(stack, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_T_CANDIDATE_VERSION", "v2")
+    dag_run, states = run(spec_for("t_candidate", candidate_variable="t_candidate_version"), {}, stack.releases_dir)
+    assert dag_run.state == "success", states
+    assert xcom(dag_run, "preflight")["version"] == "v2"
+    assert version_of(stack.stable_url) == "v2"
