@@ -8,6 +8,8 @@ import pytest
 import yaml
 
 from canary_operators.exceptions import SpecError
+from canary_operators.metrics import PROVIDERS
+from canary_operators.routers import ROUTERS
 from canary_operators.spec import (
     DEFAULT_STEPS,
     ErrorRateCheck,
@@ -65,8 +67,8 @@ BAD_SPECS = [
     (spec_with(colour="blue"), "colour: unknown field"),
     (spec_with(bake_time="soon"), "bake_time=soon: 'soon' is not a duration"),
     (spec_with(bake_time="10m", gate_timeout="5m"), "gate_timeout=300: must be longer than bake_time (600s)"),
-    (spec_with(router={"type": "nginx", "conn_id": "x"}), "router.type=nginx: unknown router type 'nginx'; valid: alb, haproxy, lambda_alias"),
-    (spec_with(metrics={"type": "graphite", "conn_id": "x"}), "metrics.type=graphite: unknown metrics provider type 'graphite'; valid: cloudwatch, datadog, prometheus"),
+    (spec_with(router={"type": "traefik", "conn_id": "x"}), "router.type=traefik: unknown router type 'traefik'; valid: " + ", ".join(sorted(ROUTERS))),
+    (spec_with(metrics={"type": "graphite", "conn_id": "x"}), "metrics.type=graphite: unknown metrics provider type 'graphite'; valid: " + ", ".join(sorted(PROVIDERS))),
     (spec_with(router={"type": "haproxy", "conn_id": "h", "settings": {}}), "router.settings.backend: Field required"),
     (spec_with(router={"type": "haproxy", "conn_id": "h", "settings": {"backend": "a b"}}), "router.settings.backend=a b: String should match pattern"),
     (spec_with(router={"type": "haproxy", "settings": {"backend": "app"}}), "router.conn_id: required by haproxy"),

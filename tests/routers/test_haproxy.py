@@ -107,8 +107,8 @@ def test_both_weights_zero_is_an_error(haproxy):
 
 def test_registry_fails_loudly_and_lists_valid_names():
     assert "haproxy" in ROUTERS
-    with pytest.raises(ValueError, match="unknown router type 'nginx'; valid: haproxy"):
-        router_class("nginx")
+    with pytest.raises(ValueError, match="unknown router type 'traefik'; valid: " + ", ".join(sorted(ROUTERS))):
+        router_class("traefik")
 
 
 class _StuckRouter(TrafficRouter):

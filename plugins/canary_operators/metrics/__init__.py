@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from canary_operators.exceptions import SpecError
 from canary_operators.metrics.base import MetricsProvider, Scope
+from canary_operators.metrics.cloudwatch import CloudWatchProvider
 from canary_operators.metrics.datadog import DatadogProvider
 from canary_operators.metrics.prometheus import PrometheusProvider
 
-PROVIDERS: dict[str, type[MetricsProvider]] = {cls.type_name: cls for cls in (PrometheusProvider, DatadogProvider)}
+PROVIDERS: dict[str, type[MetricsProvider]] = {cls.type_name: cls for cls in (PrometheusProvider, DatadogProvider, CloudWatchProvider)}
 
 
 def provider_class(type_name: str) -> type[MetricsProvider]:
