@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from canary_operators.exceptions import SpecError
+from canary_operators.routers.alb import ALBRouter
 from canary_operators.routers.base import TrafficRouter
 from canary_operators.routers.haproxy import HAProxyRouter
+from canary_operators.routers.lambda_alias import LambdaAliasRouter
 
-ROUTERS: dict[str, type[TrafficRouter]] = {cls.type_name: cls for cls in (HAProxyRouter,)}
+ROUTERS: dict[str, type[TrafficRouter]] = {
+    cls.type_name: cls
+    for cls in (HAProxyRouter, ALBRouter, LambdaAliasRouter)
+}
 
 
 def router_class(type_name: str) -> type[TrafficRouter]:

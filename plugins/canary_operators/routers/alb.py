@@ -1,0 +1,218 @@
+"""An AWS Application Load Balancer: the weights of two target groups in a ``forward`` action.
+
+The action is a listener's default action, or a listener rule's (``rule_arn``). Setting a weight
+is read-modify-write: read the actions (``DescribeListeners`` or ``DescribeRules``), change the
+weights of the stable and canary target groups in the forward action whose ``ForwardConfig``
+holds both, and write all actions back (``ModifyListener(DefaultActions=…)`` or
+``ModifyRule(Actions=…)``). Other target groups in that ForwardConfig, other actions, their order
+and the rule's conditions are left as they were; so is stickiness, unless ``stickiness_seconds``
+is set. ALB offers no conditional write, so a change made by someone else between the read and
+the write is lost.
+
+Percent ``p`` becomes canary weight ``p`` and stable weight ``100 - p`` (ALB takes 0..999). The
+canary's share read back is ``round(canary * 100 / (canary + stable))``; other target groups in
+the ForwardConfig are not counted.
+
+Before writing, actions are made writable: the action-level ``TargetGroupArn`` is dropped from
+a forward action whose ForwardConfig has more than one target group (the API rejects both
+together unless they name the same single group), and an ``authenticate-oidc`` action read back
+without its ``ClientSecret`` (AWS never returns it) gets ``UseExistingClientSecret: true``.
+A ``rule_arn`` that is the listener's default rule is written through ``ModifyListener``, as
+``ModifyRule`` cannot change the default rule.
+
+IAM: ``elasticloadbalancing:DescribeListeners`` (or ``DescribeRules`` with ``rule_arn``),
+``ModifyListener`` (or ``ModifyRule``), and ``DescribeTargetGroups`` for ``check_online``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from functools import cached_property
+from typing import Any, ClassVar
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from canary_operators.exceptions import RouterError
+from canary_operators.routers.aws import AwsApi, AwsRetrySettings
+from canary_operators.routers.base import TrafficRouter
+
+MAX_WEIGHT = 999  # ALB target group weights are 0..999
+_ARN = r"^arn:aws[a-zA-Z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:"
+_ARNS = {
+    "listener": re.compile(_ARN + r"listener/app/[^/]+/[^/]+/[^/]+$"),
+    "listener rule": re.compile(_ARN + r"listener-rule/app/[^/]+/[^/]+/[^/]+/[^/]+$"),
+    "target group": re.compile(_ARN + r"targetgroup/[^/]+/[^/]+$"),
+}
+_EXAMPLES = {"listener": "listener/app/NAME/ID/ID", "listener rule": "listener-rule/app/NAME/ID/ID/ID",
+             "target group": "targetgroup/NAME/ID"}
+
+
+def _check_arn(kind: str, value: str) -> str:
+    if not _ARNS[kind].match(value):
+        raise ValueError(f"must be an Application Load Balancer {kind} ARN "
+                         f"(arn:aws:elasticloadbalancing:REGION:ACCOUNT:{_EXAMPLES[kind]})")
+    return value
+
+
+class ALBSettings(AwsRetrySettings):
+    listener_arn: str
+    rule_arn: str | None = None  # a rule of listener_arn; without it, the listener's default action
+    stable_target_group_arn: str
+    canary_target_group_arn: str
+    # Target group stickiness for the forward action, in seconds; None leaves it as it is.
+    stickiness_seconds: int | None = Field(default=None, ge=1, le=604800)
+
+    @field_validator("listener_arn")
+    @classmethod
+    def _listener(cls, value: str) -> str:
+        return _check_arn("listener", value)
+
+    @field_validator("rule_arn")
+    @classmethod
+    def _rule(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        _check_arn("listener rule", value)
+        listener = info.data.get("listener_arn")
+        if listener and not value.replace(":listener-rule/", ":listener/", 1).startswith(listener + "/"):
+            raise ValueError("must be a rule of listener_arn")
+        return value
+
+    @field_validator("stable_target_group_arn", "canary_target_group_arn")
+    @classmethod
+    def _target_group(cls, value: str, info: ValidationInfo) -> str:
+        _check_arn("target group", value)
+        if info.field_name == "canary_target_group_arn" and value == info.data.get("stable_target_group_arn"):
+            raise ValueError("must differ from stable_target_group_arn")
+        return value
+
+
+class ALBRouter(TrafficRouter):
+    """Weights of two target groups in an ALB forward action. Idempotent (absolute weights)."""
+
+    type_name: ClassVar[str] = "alb"
+    settings_model = ALBSettings
+
+    @cached_property
+    def api(self) -> AwsApi:
+        s = self.settings
+        return AwsApi(self.conn_id, "elbv2", label="alb", iam_prefix="elasticloadbalancing",
+                      max_attempts=s.max_attempts, retry_wait_seconds=s.retry_wait_seconds)
+
+    # -- reading and writing the actions ------------------------------------------------------
+
+    def _not_found(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "ListenerNotFound": f"listener {s.listener_arn}",
+            "RuleNotFound": f"listener rule {s.rule_arn}",
+            "TargetGroupNotFound": f"target group {s.stable_target_group_arn} or {s.canary_target_group_arn}",
+            "LoadBalancerNotFound": f"the load balancer of listener {s.listener_arn}",
+        }
+
+    def _read(self) -> tuple[str, str | None, list[dict]]:
+        """Where the actions live (``"listener …"`` or ``"rule …"``), the rule to modify (None:
+        the listener's default actions) and a copy of the actions."""
+        s = self.settings
+        if s.rule_arn:
+            rules = self.api.call("describe_rules", not_found=self._not_found(), RuleArns=[s.rule_arn])["Rules"]
+            rule = next((r for r in rules if r.get("RuleArn") == s.rule_arn), None)
+            if rule is None:
+                raise RouterError(f"alb: listener rule {s.rule_arn} not found")
+            if not rule.get("IsDefault"):
+                return f"rule {s.rule_arn}", s.rule_arn, copy.deepcopy(rule.get("Actions") or [])
+        listeners = self.api.call("describe_listeners", not_found=self._not_found(),
+                                  ListenerArns=[s.listener_arn])["Listeners"]
+        listener = next((x for x in listeners if x.get("ListenerArn") == s.listener_arn), None)
+        if listener is None:
+            raise RouterError(f"alb: listener {s.listener_arn} not found")
+        return f"listener {s.listener_arn}", None, copy.deepcopy(listener.get("DefaultActions") or [])
+
+    def _write(self, rule_arn: str | None, actions: list[dict]) -> None:
+        writable = [_writable(action) for action in actions]
+        if rule_arn:
+            self.api.call("modify_rule", not_found=self._not_found(), RuleArn=rule_arn, Actions=writable)
+        else:
+            self.api.call("modify_listener", not_found=self._not_found(),
+                          ListenerArn=self.settings.listener_arn, DefaultActions=writable)
+
+    def _forward(self, where: str, actions: list[dict]) -> tuple[dict, dict[str, dict]]:
+        """The forward action whose ForwardConfig holds both groups, and its groups by ARN."""
+        wanted = {self.settings.stable_target_group_arn, self.settings.canary_target_group_arn}
+        for action in actions:
+            if action.get("Type") != "forward":
+                continue
+            groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or []
+            by_arn = {g.get("TargetGroupArn"): g for g in groups}
+            if wanted <= by_arn.keys():
+                return action, by_arn
+        raise RouterError(
+            f"alb: {where} has no forward action with target groups {self.settings.stable_target_group_arn} "
+            f"and {self.settings.canary_target_group_arn} (its actions: {_summary(actions)})"
+        )
+
+    # -- the router contract ------------------------------------------------------------------
+
+    def set_canary_weight(self, percent: int) -> None:
+        s = self.settings
+        canary, stable = percent, 100 - percent
+        for name, weight in (("canary", canary), ("stable", stable)):
+            if not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT:
+                raise RouterError(f"alb: canary weight {percent}% gives {name} target group weight {weight}; "
+                                  f"ALB weights are integers 0..{MAX_WEIGHT}")
+        where, rule_arn, actions = self._read()
+        action, groups = self._forward(where, actions)
+        groups[s.canary_target_group_arn]["Weight"] = canary
+        groups[s.stable_target_group_arn]["Weight"] = stable
+        if s.stickiness_seconds is not None:
+            action["ForwardConfig"]["TargetGroupStickinessConfig"] = {"Enabled": True,
+                                                                      "DurationSeconds": s.stickiness_seconds}
+        self._write(rule_arn, actions)
+
+    def get_canary_weight(self) -> int:
+        s = self.settings
+        where, _, actions = self._read()
+        _, groups = self._forward(where, actions)
+        canary = int(groups[s.canary_target_group_arn].get("Weight") or 0)
+        stable = int(groups[s.stable_target_group_arn].get("Weight") or 0)
+        if canary + stable == 0:
+            raise RouterError(f"alb: both target groups of the forward action of {where} have weight 0")
+        return round(canary * 100 / (canary + stable))
+
+    def check_online(self) -> None:
+        """The listener (or rule) exists, has the forward action, and both target groups exist."""
+        where, _, actions = self._read()
+        self._forward(where, actions)
+        for arn in (self.settings.stable_target_group_arn, self.settings.canary_target_group_arn):
+            found = self.api.call("describe_target_groups", not_found={"TargetGroupNotFound": f"target group {arn}"},
+                                  TargetGroupArns=[arn])["TargetGroups"]
+            if not any(g.get("TargetGroupArn") == arn for g in found):
+                raise RouterError(f"alb: target group {arn} not found")
+
+
+def _writable(action: dict[str, Any]) -> dict[str, Any]:
+    """An action as read back, made acceptable to ModifyListener/ModifyRule."""
+    action = copy.deepcopy(action)
+    groups = (action.get("ForwardConfig") or {}).get("TargetGroups")
+    if groups and "TargetGroupArn" in action:
+        # Both are allowed only when the ForwardConfig has exactly that one target group.
+        if len(groups) != 1 or groups[0].get("TargetGroupArn") != action["TargetGroupArn"]:
+            del action["TargetGroupArn"]
+    oidc = action.get("AuthenticateOidcConfig")
+    if oidc is not None and not oidc.get("ClientSecret"):
+        oidc.pop("ClientSecret", None)
+        oidc["UseExistingClientSecret"] = True
+    return action
+
+
+def _summary(actions: list[dict]) -> str:
+    parts = []
+    for action in actions:
+        kind = action.get("Type", "?")
+        if kind == "forward":
+            groups = [g.get("TargetGroupArn") for g in (action.get("ForwardConfig") or {}).get("TargetGroups") or []]
+            groups = groups or [action.get("TargetGroupArn")]
+            kind += " to " + ", ".join(str(g) for g in groups)
+        parts.append(kind)
+    return "; ".join(parts) or "none"
