@@ -115,7 +115,7 @@ def test_windows_sum_like_increase_and_the_same_seed_gives_the_same_stream():
 
 
 def test_bursty_and_diurnal_profiles():
-    bursty = STEADY.__class__("bursty", 200, burst_factor=5).build(seed=1)
+    bursty = Traffic("bursty", 200, burst_factor=5).build(seed=1)
     rates = [bursty(t) for t in range(3600)]
     in_burst = sum(r == 1000 for r in rates) / len(rates)
     assert 0.10 < in_burst < 0.25  # ~10 s every ~60 s
