@@ -207,19 +207,19 @@ SRM = SampleRatioSpec()
 
 
 def test_sample_ratio_matches_the_weight():
-    r = sample_ratio(SRM, {"errors": counts("errors", 0, 500, 0, 9500)}, Gate(weight=5, baked=True))
+    r = sample_ratio(SRM, counts("errors", 0, 500, 0, 9500), Gate(weight=5, baked=True))
     assert r.verdict is Verdict.PASS
 
 
 def test_sample_ratio_mismatch_fails_naming_the_routing():
-    r = sample_ratio(SRM, {"errors": counts("errors", 0, 1500, 0, 8500)}, Gate(weight=5, baked=True))
+    r = sample_ratio(SRM, counts("errors", 0, 1500, 0, 8500), Gate(weight=5, baked=True))
     assert r.verdict is Verdict.FAIL
     assert r.reason.startswith("canary served 15.00% of 10000 requests at weight 5% (allowed 4.00%..6.00%")
     assert "the routing does not do what was set" in r.reason
 
 
 def test_sample_ratio_waits_for_counts():
-    r = sample_ratio(SRM, {"errors": counts("errors", 0, 5, 0, 95)}, Gate(weight=5, baked=True))
+    r = sample_ratio(SRM, counts("errors", 0, 5, 0, 95), Gate(weight=5, baked=True))
     assert r.verdict is Verdict.IGNORED
 
 
@@ -285,3 +285,31 @@ def test_judge_imports_no_airflow():
     code = "import sys; import canary_operators.judge; print(any(m.startswith('airflow') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(plugins)})
     assert out.stdout.strip() == "False", out.stderr
+
+
+# -- evidence at the last gate --------------------------------------------------------------------
+
+UNSETTLED = {"errors": counts("errors", 3, 300, 40, 20000), "p99": point("p99", 0.1, 0.1)}  # errors inconclusive
+
+
+def test_an_earlier_gate_advances_when_nothing_shows_harm():
+    d = judge([ERRORS, P99], UNSETTLED, Gate(weight=5, baked=True, final=False))
+    assert d.outcome is Outcome.ADVANCE
+    assert "errors must still be settled by evidence at the last gate" in d.reason
+
+
+def test_the_last_gate_holds_until_the_evidence_settles():
+    d = judge([ERRORS, P99], UNSETTLED, Gate(weight=50, baked=True, final=True))
+    assert d.outcome is Outcome.HOLD and d.reason.startswith("errors: error rate 1.00%")
+
+
+def test_an_earlier_gate_still_waits_for_data_and_still_fails_on_evidence():
+    assert judge([ERRORS, P99], {"p99": GOOD["p99"]}, Gate(weight=5, baked=True, final=False)).outcome is Outcome.HOLD
+    bad = {**GOOD, "errors": counts("errors", 30, 1000, 40, 20000)}
+    assert judge([ERRORS, P99], bad, Gate(weight=5, baked=True, final=False)).outcome is Outcome.ROLLBACK
+
+
+def test_sample_ratio_uses_the_step_counts_when_given():
+    skewed_step = counts("step", 0, 3000, 0, 7000)  # 30% at a 5% weight
+    d = judge([ERRORS, P99], GOOD, Gate(weight=5, baked=True), SRM, step_counts=skewed_step)
+    assert d.outcome is Outcome.ROLLBACK and d.reason.startswith("sample_ratio: canary served 30.00%")

@@ -64,6 +64,9 @@ class Gate:
     baked: bool  # the minimum bake time has passed
     timed_out: bool = False  # the gate timeout has passed: policies apply
     hard_timed_out: bool = False  # twice the gate timeout: even "hold" gives up
+    # The last gate before promotion: a pass needs positive evidence (an inconclusive check holds).
+    # Earlier gates, with limited exposure, advance when nothing shows harm after the bake time.
+    final: bool = True
 
 
 @dataclass(frozen=True)
@@ -302,12 +305,17 @@ def evaluate_check(check, observed: Observed, gate: Gate | None = None) -> Check
     return CheckResult(**base, **result)
 
 
-def sample_ratio(spec: SampleRatioSpec, measurements: Mapping[str, Observed], gate: Gate) -> CheckResult | None:
-    """Does the canary's share of requests match the weight that was set? A mismatch means broken routing."""
+def sample_ratio(spec: SampleRatioSpec, step: Observed, gate: Gate) -> CheckResult | None:
+    """Does the canary's share of requests at this step match the weight that was set?
+
+    ``step`` holds both arms' request counts over this step's window. A mismatch means the
+    routing is broken.
+    """
     if not spec.enabled or not 0 < gate.weight < 100:
         return None
-    counts = next(((m.canary.requests, m.baseline.requests) for m in measurements.values()
-                   if isinstance(m, Measurement) and m.canary.requests is not None and m.baseline.requests is not None), None)
+    counts = None
+    if isinstance(step, Measurement) and step.canary.requests is not None and step.baseline.requests is not None:
+        counts = (step.canary.requests, step.baseline.requests)
     expected = gate.weight / 100
     low, high = expected * (1 - spec.tolerance), expected * (1 + spec.tolerance)
     base = dict(check="sample_ratio", kind="sample_ratio", critical=True,
@@ -326,11 +334,22 @@ def sample_ratio(spec: SampleRatioSpec, measurements: Mapping[str, Observed], ga
     return CheckResult(**common, verdict=Verdict.PASS, reason=f"{reason})")
 
 
+def _first_counts(measurements: Mapping[str, Observed]) -> Observed:
+    return next((m for m in measurements.values() if isinstance(m, Measurement) and m.canary.requests is not None), None)
+
+
 def judge(checks: Sequence, measurements: Mapping[str, Observed], gate: Gate,
-          sample_ratio_spec: SampleRatioSpec | None = None, min_score: float = 1.0) -> Decision:
-    """Decide the gate: advance, hold, or roll back."""
+          sample_ratio_spec: SampleRatioSpec | None = None, min_score: float = 1.0,
+          step_counts: Observed | str = "from measurements") -> Decision:
+    """Decide the gate: advance, hold, or roll back.
+
+    ``step_counts``: request counts over this step's window alone, for the sample-ratio check
+    (the checks themselves may use a longer window); None: not known yet. By default the first
+    measurement with counts is used.
+    """
     results = [evaluate_check(check, measurements.get(check.name), gate) for check in checks]
-    srm = sample_ratio(sample_ratio_spec, measurements, gate) if sample_ratio_spec else None
+    srm_counts = _first_counts(measurements) if step_counts == "from measurements" else step_counts
+    srm = sample_ratio(sample_ratio_spec, srm_counts, gate) if sample_ratio_spec else None
     if srm is not None:
         results.append(srm)
     results = tuple(results)
@@ -338,14 +357,19 @@ def judge(checks: Sequence, measurements: Mapping[str, Observed], gate: Gate,
     critical_failures = [r for r in results if r.verdict is Verdict.FAIL and r.critical]
     if critical_failures:
         return Decision(Outcome.ROLLBACK, "; ".join(f"{r.check}: {r.reason}" for r in critical_failures), results)
-    holding = [r for r in results if r.verdict in HOLDING]
+    blocking = HOLDING if gate.final else (Verdict.NO_DATA, Verdict.ERROR)
+    holding = [r for r in results if r.verdict in blocking]
     if holding:
         return Decision(Outcome.HOLD, "; ".join(f"{r.check}: {r.reason}" for r in holding), results)
+    unsettled = [r.check for r in results if r.verdict is Verdict.INCONCLUSIVE]
     scored = [r for r in results if not r.critical and r.verdict in (Verdict.PASS, Verdict.FAIL)]
     failed = [r for r in scored if r.verdict is Verdict.FAIL]
     if scored and (len(scored) - len(failed)) / len(scored) < min_score:
         return Decision(Outcome.ROLLBACK, f"score {(len(scored) - len(failed)) / len(scored):.0%} < {min_score:.0%}: "
                         + "; ".join(f"{r.check}: {r.reason}" for r in failed), results)
     if not gate.baked:
-        return Decision(Outcome.HOLD, "all checks pass; baking", results)
+        return Decision(Outcome.HOLD, "no check fails; baking" if unsettled else "all checks pass; baking", results)
+    if unsettled:
+        return Decision(Outcome.ADVANCE, f"no check shows harm after the bake time; {', '.join(unsettled)} "
+                        "must still be settled by evidence at the last gate before promotion", results)
     return Decision(Outcome.ADVANCE, "all checks pass after the bake time", results)

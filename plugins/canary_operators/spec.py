@@ -178,6 +178,9 @@ class ReleaseSpec(_Strict):
     bake_time: Duration = 300.0
     gate_timeout: Duration = 900.0
     poke_interval: Duration = 30.0
+    # last_gate: earlier gates advance when nothing shows harm; the last gate before promotion
+    # needs evidence that every check is within bounds. every_gate: every gate needs it.
+    evidence_at: Literal["last_gate", "every_gate"] = "last_gate"
     # deferrable: gates wait in the triggerer and hold no worker slot; poke/reschedule: on a worker.
     gate_mode: Literal["deferrable", "poke", "reschedule"] = "deferrable"
     approval: ApprovalSpec | None = None

@@ -13,7 +13,7 @@ from canary_operators.exceptions import BackendUnavailable, MetricsError
 from canary_operators.judge import Gate, Outcome, ProviderFailure, judge
 from canary_operators.metrics import Scope
 from canary_operators.operators.common import build_provider, build_router
-from canary_operators.spec import ReleaseSpec, RunConf
+from canary_operators.spec import ErrorRateCheck, ReleaseSpec, RunConf
 
 
 @dataclass(frozen=True)
@@ -23,12 +23,26 @@ class GateLook:
     evidence: dict
 
 
+# Request counts over one step's window, for the sample-ratio check.
+_STEP_COUNTS = ErrorRateCheck(name="sample_ratio", kind="error_rate", min_requests=0)
+
+
+def is_last_gate(release: ReleaseSpec, run: RunConf, weight: int) -> bool:
+    return weight == max(s for s in (run.steps or release.steps) if s < 100)
+
+
 def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: float,
-                  provider_errors: dict[str, int], log=None) -> GateLook:
-    """Look once. ``provider_errors`` counts consecutive failures per check across looks (mutated)."""
+                  provider_errors: dict[str, int], log=None, rollout_started_at: float | None = None) -> GateLook:
+    """Look once. ``provider_errors`` counts consecutive failures per check across looks (mutated).
+
+    The checks use the window since the rollout's first shift: the canary runs the same version
+    at every step, so evidence keeps accumulating. The sample-ratio check uses this step alone.
+    """
     now = time.time()
     elapsed = now - shifted_at
-    window = max(0.0, elapsed - release.settle_time)  # scrapes still straddle the shift at first
+    started = min(shifted_at, rollout_started_at or shifted_at)
+    window = max(0.0, now - started - release.settle_time)  # scrapes still straddle the first shift
+    step_window = max(0.0, elapsed - release.settle_time)
     scope = Scope(run.version, run.stable_version, window_seconds=window, end=now)
     provider = build_provider(release, run)
     observed = {}
@@ -47,11 +61,19 @@ def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: f
         except MetricsError as e:  # a rejected query is a spec or auth problem: retrying cannot fix it
             reason = f"metrics backend rejected check {check.name}: {e}"
             return GateLook(Outcome.ROLLBACK, reason, {"weight": weight, "elapsed_seconds": round(elapsed, 1), "outcome": "rollback", "reason": reason, "checks": []})
+    step_counts = None
+    if release.sample_ratio.enabled and step_window > 0:
+        try:
+            step_counts = provider.measure(_STEP_COUNTS, Scope(run.version, run.stable_version, step_window, now))
+        except BackendUnavailable:
+            step_counts = None  # the checks above already count provider errors
     bake = run.bake_time if run.bake_time is not None else release.bake_time
     gate = Gate(weight=weight, baked=elapsed >= bake, timed_out=elapsed >= release.gate_timeout,
-                hard_timed_out=elapsed >= 2 * release.gate_timeout)
-    decision = judge(release.checks, observed, gate, release.sample_ratio, release.min_score)
-    evidence = {"weight": weight, "elapsed_seconds": round(elapsed, 1), "window_seconds": round(window, 1), **decision.to_dict()}
+                hard_timed_out=elapsed >= 2 * release.gate_timeout,
+                final=release.evidence_at == "every_gate" or is_last_gate(release, run, weight))
+    decision = judge(release.checks, observed, gate, release.sample_ratio, release.min_score, step_counts)
+    evidence = {"weight": weight, "elapsed_seconds": round(elapsed, 1), "window_seconds": round(window, 1),
+                "last_gate": gate.final, **decision.to_dict()}
     if log:
         log.info("gate at %d%% after %.0fs: %s", weight, elapsed, decision.log_line())
     return GateLook(decision.outcome, decision.reason, evidence)

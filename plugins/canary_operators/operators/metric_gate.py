@@ -56,6 +56,13 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
             raise AirflowFailException(f"{self.shift_task_id} left no shift time; cannot gate")
         return shifted["shifted_at"]
 
+    def _rollout_started_at(self, context) -> float | None:
+        """When this run first moved traffic: the earliest shift that was not skipped."""
+        ids = [f"shift_to_{w}" for w in self.release.gate_steps if w <= self.weight]
+        shifts = context["ti"].xcom_pull(task_ids=ids) or []
+        times = [s["shifted_at"] for s in shifts if isinstance(s, dict) and not s.get("skipped") and "shifted_at" in s]
+        return min(times) if times else None
+
     def _execute(self, context):
         run = run_conf_of(context)
         if not run.takes_step(self.weight):
@@ -63,7 +70,7 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
             return {"weight": self.weight, "outcome": "skipped", "reason": f"not in this run's steps {run.steps}"}
         shifted_at = self._shifted_at(context)
         if run.dry_run:
-            look = evaluate_gate(self.release, run, self.weight, shifted_at, {}, self.log)
+            look = evaluate_gate(self.release, run, self.weight, shifted_at, {}, self.log, self._rollout_started_at(context))
             evidence = {**look.evidence, "dry_run": True}
             context["ti"].xcom_push(key=EVIDENCE_KEY, value=evidence)
             self.log.info("dry run: the gate would %s now: %s", look.outcome.value, look.reason)
@@ -75,6 +82,7 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
                 trigger=MetricGateTrigger(
                     release=self.release.model_dump(mode="json"), run=run.model_dump(mode="json"),
                     weight=self.weight, shifted_at=shifted_at, poke_interval=self.release.poke_interval,
+                    rollout_started_at=self._rollout_started_at(context),
                 ),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=self.timeout),
@@ -96,7 +104,8 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
 
     def poke(self, context):
         run = run_conf_of(context)
-        look = evaluate_gate(self.release, run, self.weight, self._shifted_at(context), self._provider_errors, self.log)
+        look = evaluate_gate(self.release, run, self.weight, self._shifted_at(context), self._provider_errors,
+                             self.log, self._rollout_started_at(context))
         context["ti"].xcom_push(key=EVIDENCE_KEY, value=look.evidence)
         if look.outcome is Outcome.ROLLBACK:
             record = reset_to_stable(self.release, run, self.weight, look.reason, self.log)

@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 
 
 class MetricGateTrigger(BaseTrigger):
-    def __init__(self, release: dict, run: dict, weight: int, shifted_at: float, poke_interval: float):
+    def __init__(self, release: dict, run: dict, weight: int, shifted_at: float, poke_interval: float,
+                 rollout_started_at: float | None = None):
         super().__init__()
+        self.rollout_started_at = rollout_started_at
         self.release = release
         self.run_conf = run
         self.weight = weight
@@ -28,7 +30,8 @@ class MetricGateTrigger(BaseTrigger):
         return (
             "canary_operators.triggers.metric_gate.MetricGateTrigger",
             {"release": self.release, "run": self.run_conf, "weight": self.weight,
-             "shifted_at": self.shifted_at, "poke_interval": self.poke_interval},
+             "shifted_at": self.shifted_at, "poke_interval": self.poke_interval,
+             "rollout_started_at": self.rollout_started_at},
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -42,7 +45,8 @@ class MetricGateTrigger(BaseTrigger):
         looks = 0
         while True:
             looks += 1
-            look = await asyncio.to_thread(evaluate_gate, release, run, self.weight, self.shifted_at, provider_errors, log)
+            look = await asyncio.to_thread(evaluate_gate, release, run, self.weight, self.shifted_at,
+                                             provider_errors, log, self.rollout_started_at)
             if look.outcome is Outcome.ROLLBACK:
                 record = await asyncio.to_thread(reset_to_stable, release, run, self.weight, look.reason, log)
                 yield TriggerEvent({"outcome": "rollback", "reason": look.reason, "evidence": look.evidence,
