@@ -80,12 +80,12 @@ def scenarios() -> list[Scenario]:
 
 # -- strategies and their settings ----------------------------------------------------------------
 
-# Ours as the brief sets it: the spec's default policies (inconclusive or no data at the gate
-# timeout -> rollback), poke 10 s, min bake 60 s, gate timeout 15 min.
+# Ours with the spec's defaults: evidence accumulates over the rollout; earlier gates advance
+# when nothing shows harm after the 60 s minimum bake, the last gate needs evidence to pass; an
+# inconclusive check at the 15 min gate timeout rolls back.
 OURS = OursConfig(poke_interval=10, bake_time=60, gate_timeout=900, alpha=0.01, pass_alpha=0.05)
-# The same judge with the fixed strategy's time budget per step: 5 min, then an inconclusive
-# check is ignored (on_inconclusive: ignore), i.e. advance unless something was shown wrong.
-OURS_BUDGET = replace(OURS, gate_timeout=300, on_inconclusive="ignore")
+# Ablation: every gate needs positive evidence (evidence_at: every_gate).
+OURS_EVERY_GATE = replace(OURS, evidence_at="every_gate")
 FIXED = FixedConfig(bake_time=300, alpha=0.05, max_increase_pp=0.5, p99_max_ratio=1.2)
 
 
@@ -102,8 +102,8 @@ def flagger_config(baseline: Arm) -> FlaggerConfig:
 
 # name -> (kind, config, column header). Flagger's config depends on the scenario's baseline.
 STRATEGIES = {
-    "ours": ("ours", OURS, "ours (15m, rollback)"),
-    "ours-budget": ("ours", OURS_BUDGET, "ours (5m, ignore)"),
+    "ours": ("ours", OURS, "ours (defaults)"),
+    "ours-every-gate": ("ours", OURS_EVERY_GATE, "ours (every gate)"),
     "flagger": ("flagger", None, "flagger"),
     "fixed": ("fixed", FIXED, "fixed bake"),
 }
@@ -111,13 +111,11 @@ STRATEGIES = {
 # --sensitivity: what spec-level settings of ours move which target (A/A steady and the target scenario).
 SENSITIVITY = {
     "ours": STRATEGIES["ours"],
-    "ours-15m-ignore": ("ours", replace(OURS, on_inconclusive="ignore"), "15m, ignore"),
-    "ours-budget": STRATEGIES["ours-budget"],
-    "ours-5m-a05": ("ours", replace(OURS_BUDGET, alpha=0.05), "5m, ignore, alpha .05"),
-    "ours-5m-pa20": ("ours", replace(OURS_BUDGET, pass_alpha=0.2), "5m, ignore, pass_alpha .2"),
-    "ours-4m": ("ours", replace(OURS_BUDGET, gate_timeout=240), "4m, ignore"),
-    "ours-4m-a05-pa20": ("ours", replace(OURS_BUDGET, gate_timeout=240, alpha=0.05, pass_alpha=0.2),
-                         "4m, ignore, a .05, pa .2"),
+    "ours-every-gate": STRATEGIES["ours-every-gate"],
+    "ours-pa20": ("ours", replace(OURS, pass_alpha=0.2), "pass_alpha .2"),
+    "ours-a05": ("ours", replace(OURS, alpha=0.05), "alpha .05"),
+    "ours-bake30": ("ours", replace(OURS, bake_time=30), "min bake 30s"),
+    "ours-ignore": ("ours", replace(OURS, on_inconclusive="ignore"), "on_inconclusive ignore"),
     "flagger": STRATEGIES["flagger"],
     "fixed": STRATEGIES["fixed"],
 }
@@ -243,8 +241,8 @@ def settings_text() -> str:
         f"  latency lognormal, median {BASE.latency_median * 1000:.0f} ms, sigma {BASE.latency_sigma:g} (true p99 "
         f"{BASE.quantile(0.99) * 1000:.0f} ms, Prometheus histogram p99 {BASE.prometheus_quantile(0.99) * 1000:.0f} ms),",
         "  buckets 5ms..2.5s,+Inf; baseline error rate 1%. Steps 1,5,25,50 -> promote (target scenario: 5,25,50 -> promote).",
-        f"ours (15m, rollback):  {OURS.describe()}",
-        f"ours (5m, ignore):     {OURS_BUDGET.describe()}",
+        f"ours (defaults):       {OURS.describe()}",
+        f"ours (every gate):     {OURS_EVERY_GATE.describe()}",
         f"flagger:               {fl.describe()} (baseline + 0.5 pp as a success rate; p99 max = 1.2 x baseline "
         f"Prometheus p99; the docs' example values are 99% and 500 ms)",
         f"fixed bake:            {FIXED.describe()}",

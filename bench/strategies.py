@@ -68,6 +68,7 @@ class OursConfig:
     min_requests: int = 100
     on_no_data: str = "rollback"
     on_inconclusive: str = "rollback"
+    evidence_at: str = "last_gate"
     sample_ratio: SampleRatioSpec = field(default_factory=SampleRatioSpec)
 
     def checks(self) -> tuple:
@@ -84,7 +85,7 @@ class OursConfig:
                 f"(hard {2 * self.gate_timeout}s), settle {self.settle_time}s; errors: +{self.max_increase_pp:g} pp, "
                 f"alpha {self.alpha:g}, pass_alpha {self.pass_alpha:g}; p99 ratio <= {self.p99_max_ratio:g} "
                 f"(alpha {self.alpha:g}); min_requests {self.min_requests}; on_no_data={self.on_no_data}, "
-                f"on_inconclusive={self.on_inconclusive}; sample ratio +-{self.sample_ratio.tolerance:.0%} "
+                f"on_inconclusive={self.on_inconclusive}; evidence needed at {self.evidence_at.replace('_', ' ')}; sample ratio +-{self.sample_ratio.tolerance:.0%} "
                 f"(alpha {self.sample_ratio.alpha:g})")
 
 
@@ -107,9 +108,13 @@ def measurements(win: dict[str, ArmWindow], seconds: float) -> dict[str, Measure
 
 
 def run_ours(stream: Stream, steps: list[int], cfg: OursConfig = OursConfig()) -> Result:
+    """As MetricGate does (operators/gate_evaluation.py): the checks use the window since the first
+    shift, the sample-ratio check this step's window; only the last gate needs evidence to pass."""
     checks = cfg.checks()
     t = 0
-    for weight in [s for s in steps if s < 100]:
+    gate_steps = [s for s in steps if s < 100]
+    started = 0
+    for weight in gate_steps:
         shifted = t
         while True:
             t += cfg.poke_interval
@@ -117,14 +122,17 @@ def run_ours(stream: Stream, steps: list[int], cfg: OursConfig = OursConfig()) -
                 return _result(stream, "timed_out", t, weight)
             stream.advance(t, weight)
             elapsed = t - shifted
-            window = max(0, elapsed - cfg.settle_time)
+            window = max(0, t - started - cfg.settle_time)
+            step_window = max(0, elapsed - cfg.settle_time)
             if window > 0:
                 observed = measurements(stream.window(t - window, t), window)
             else:
                 observed = {check.name: None for check in checks}
+            step_counts = measurements(stream.window(t - step_window, t), step_window)["errors"] if step_window > 0 else None
             gate = Gate(weight=weight, baked=elapsed >= cfg.bake_time, timed_out=elapsed >= cfg.gate_timeout,
-                        hard_timed_out=elapsed >= 2 * cfg.gate_timeout)
-            decision = judge(checks, observed, gate, cfg.sample_ratio, 1.0)
+                        hard_timed_out=elapsed >= 2 * cfg.gate_timeout,
+                        final=cfg.evidence_at == "every_gate" or weight == gate_steps[-1])
+            decision = judge(checks, observed, gate, cfg.sample_ratio, 1.0, step_counts)
             if decision.outcome is Outcome.ROLLBACK:
                 return _result(stream, "rolled_back", t, weight, "at the gate timeout" in decision.reason)
             if decision.outcome is Outcome.ADVANCE:

@@ -289,7 +289,7 @@ def test_judge_imports_no_airflow():
 
 # -- evidence at the last gate --------------------------------------------------------------------
 
-UNSETTLED = {"errors": counts("errors", 3, 300, 40, 20000), "p99": point("p99", 0.1, 0.1)}  # errors inconclusive
+UNSETTLED = {"errors": counts("errors", 1, 300, 40, 20000), "p99": point("p99", 0.1, 0.1)}  # inconclusive, looks fine
 
 
 def test_an_earlier_gate_advances_when_nothing_shows_harm():
@@ -300,7 +300,13 @@ def test_an_earlier_gate_advances_when_nothing_shows_harm():
 
 def test_the_last_gate_holds_until_the_evidence_settles():
     d = judge([ERRORS, P99], UNSETTLED, Gate(weight=50, baked=True, final=True))
-    assert d.outcome is Outcome.HOLD and d.reason.startswith("errors: error rate 1.00%")
+    assert d.outcome is Outcome.HOLD and d.reason.startswith("errors: error rate 0.33%")
+
+
+def test_an_earlier_gate_holds_while_the_estimate_looks_bad():
+    leaning_bad = {**UNSETTLED, "errors": counts("errors", 6, 300, 200, 20000)}  # 2% vs 1%: +1 pp, not yet proven
+    d = judge([ERRORS, P99], leaning_bad, Gate(weight=5, baked=True, final=False))
+    assert d.outcome is Outcome.HOLD and d.checks[0].estimate_within_bounds is False
 
 
 def test_an_earlier_gate_still_waits_for_data_and_still_fails_on_evidence():

@@ -65,7 +65,8 @@ class Gate:
     timed_out: bool = False  # the gate timeout has passed: policies apply
     hard_timed_out: bool = False  # twice the gate timeout: even "hold" gives up
     # The last gate before promotion: a pass needs positive evidence (an inconclusive check holds).
-    # Earlier gates, with limited exposure, advance when nothing shows harm after the bake time.
+    # Earlier gates, with limited exposure, advance after the bake time when nothing shows harm
+    # and every inconclusive check's point estimate is within bounds.
     final: bool = True
 
 
@@ -85,6 +86,9 @@ class CheckResult:
     statistic_value: float | None = None
     p_value: float | None = None
     bounds: dict = field(default_factory=dict)
+    # For an inconclusive check: does the point estimate sit within bounds? An earlier gate may
+    # advance on such a check; one whose estimate looks bad keeps the canary at the low weight.
+    estimate_within_bounds: bool | None = None
     canary_query: str = ""
     baseline_query: str = ""
 
@@ -199,7 +203,7 @@ def _error_rate(check: ErrorRateCheck, m: Measurement) -> dict:
                     p_value=p, bounds=bounds,
                     reason=f"{head} ({increase}, within {check.max_increase_pp:g} pp tolerance; anytime-valid {_p(p)}){_n(m)}")
     return dict(verdict=Verdict.INCONCLUSIVE, statistic="log e-value (canary above tolerance)", statistic_value=fail_e,
-                p_value=stats.p_value(fail_e, 2), bounds=bounds,
+                p_value=stats.p_value(fail_e, 2), bounds=bounds, estimate_within_bounds=c.value - b.value <= tolerance,
                 reason=f"{head} ({increase}; not conclusive yet: {_p(stats.p_value(fail_e, 2))} for above, "
                        f"{_p(stats.p_value(pass_e, 2))} for within {check.max_increase_pp:g} pp){_n(m)}")
 
@@ -221,7 +225,7 @@ def _latency(check: LatencyCheck, m: Measurement) -> dict:
                             reason=f"{head}; even the most favourable ends of the {1 - check.alpha:.0%} intervals give {lowest_ratio:.3g}){_n(m)}")
             if ratio <= check.max_ratio:
                 return dict(**common, verdict=Verdict.PASS, reason=f"{head}){_n(m)}")
-            return dict(**common, verdict=Verdict.INCONCLUSIVE,
+            return dict(**common, verdict=Verdict.INCONCLUSIVE, estimate_within_bounds=False,
                         reason=f"{head}; above the maximum but within noise: lowest plausible ratio {lowest_ratio:.3g}){_n(m)}")
     ok = ratio <= check.max_ratio
     return dict(verdict=Verdict.PASS if ok else Verdict.FAIL, statistic="ratio", statistic_value=ratio,
@@ -251,7 +255,8 @@ def _business(check: BusinessCheck, m: Measurement) -> dict:
         return dict(**common, verdict=Verdict.FAIL, reason=f"{head}; anytime-valid {_p(p)}){_n(m)}")
     if in_bounds:
         return dict(**common, verdict=Verdict.PASS, reason=f"{head}){_n(m)}")
-    return dict(**common, verdict=Verdict.INCONCLUSIVE, reason=f"{head}; out of bounds but within noise, {_p(p)}){_n(m)}")
+    return dict(**common, verdict=Verdict.INCONCLUSIVE, estimate_within_bounds=False,
+                reason=f"{head}; out of bounds but within noise, {_p(p)}){_n(m)}")
 
 
 def _resource(check: ResourceCheck, m: Measurement) -> dict:
@@ -357,8 +362,8 @@ def judge(checks: Sequence, measurements: Mapping[str, Observed], gate: Gate,
     critical_failures = [r for r in results if r.verdict is Verdict.FAIL and r.critical]
     if critical_failures:
         return Decision(Outcome.ROLLBACK, "; ".join(f"{r.check}: {r.reason}" for r in critical_failures), results)
-    blocking = HOLDING if gate.final else (Verdict.NO_DATA, Verdict.ERROR)
-    holding = [r for r in results if r.verdict in blocking]
+    holding = [r for r in results if r.verdict in HOLDING
+               and (gate.final or r.verdict is not Verdict.INCONCLUSIVE or not r.estimate_within_bounds)]
     if holding:
         return Decision(Outcome.HOLD, "; ".join(f"{r.check}: {r.reason}" for r in holding), results)
     unsettled = [r.check for r in results if r.verdict is Verdict.INCONCLUSIVE]
