@@ -138,7 +138,55 @@ class EcsScaleHook(_Strict):
     timeout: Duration = 600.0
 
 
-Hook = Annotated[Union[CommandHook, WebhookHook, EcsDeployHook, EcsScaleHook], Field(discriminator="type")]
+_K8S_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"  # RFC 1123 subdomain
+_K8S_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"  # RFC 1123 label (namespaces, containers)
+
+
+def _image_template(image: Any) -> Any:
+    """An image with only the placeholders actions fill in."""
+    if isinstance(image, str):
+        from string import Formatter
+
+        try:
+            names = {name for _, name, _, _ in Formatter().parse(image) if name is not None}
+        except ValueError as e:
+            raise ValueError(f"not a valid image template: {e}") from None
+        unknown = sorted(names - {"version", "stable_version", "release"})
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; use {{version}}, {{stable_version}} or {{release}}")
+    return image
+
+
+class K8sDeployHook(_Strict):
+    """Set ``container``'s image in a Deployment (``{version}``, ``{stable_version}``, ``{release}``
+    filled in), optionally its replicas, and wait until the Deployment is ready."""
+
+    type: Literal["k8s_deploy"]
+    conn_id: str = "kubernetes_default"
+    namespace: str = Field(pattern=_K8S_LABEL)
+    deployment: str = Field(pattern=_K8S_NAME)
+    container: str = Field(pattern=_K8S_LABEL)
+    image: Annotated[str, BeforeValidator(_image_template)] = Field(min_length=1)  # "registry.example/web:{version}"
+    replicas: int | None = Field(default=None, ge=0)  # None keeps the Deployment's count
+    wait: bool = True
+    timeout: Duration = 600.0
+
+
+class K8sScaleHook(_Strict):
+    """Set a Deployment's replicas (0 scales the canary down) and wait until it has settled."""
+
+    type: Literal["k8s_scale"]
+    conn_id: str = "kubernetes_default"
+    namespace: str = Field(pattern=_K8S_LABEL)
+    deployment: str = Field(pattern=_K8S_NAME)
+    replicas: int = Field(default=0, ge=0)
+    wait: bool = True
+    timeout: Duration = 300.0
+
+
+Hook = Annotated[
+    Union[CommandHook, WebhookHook, EcsDeployHook, EcsScaleHook, K8sDeployHook, K8sScaleHook], Field(discriminator="type")
+]
 
 
 class SampleRatioSpec(_Strict):
@@ -242,7 +290,8 @@ def _pydantic_issues(err: ValidationError) -> list[str]:
     return issues
 
 
-_UNION_TAGS = {"error_rate", "latency", "business", "resource", "command", "webhook", "ecs_deploy", "ecs_scale"}
+_UNION_TAGS = {"error_rate", "latency", "business", "resource", "command", "webhook", "ecs_deploy", "ecs_scale",
+               "k8s_deploy", "k8s_scale"}
 _UNION_FIELDS = {"deploy", "promote", "after_promote", "rollback"}
 
 

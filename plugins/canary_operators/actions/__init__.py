@@ -16,9 +16,11 @@ from canary_operators.spec import RunConf
 def _runners() -> dict[str, Callable]:
     from canary_operators.actions.command import run_command
     from canary_operators.actions.ecs import run_ecs_deploy, run_ecs_scale
+    from canary_operators.actions.kubernetes import run_k8s_deploy, run_k8s_scale
     from canary_operators.actions.webhook import post_webhook
 
-    return {"command": run_command, "webhook": post_webhook, "ecs_deploy": run_ecs_deploy, "ecs_scale": run_ecs_scale}
+    return {"command": run_command, "webhook": post_webhook, "ecs_deploy": run_ecs_deploy, "ecs_scale": run_ecs_scale,
+            "k8s_deploy": run_k8s_deploy, "k8s_scale": run_k8s_scale}
 
 
 def run_action(action, phase: str, run: RunConf, endpoint_for: Callable[[str], Endpoint]) -> str:

@@ -1,7 +1,21 @@
 """Prometheus through its HTTP API (``/api/v1/query``), with built-in PromQL per check kind.
 
-Arms are told apart by a version label (``version_label``, default ``version``). Label values
-from specs and conf are escaped before they go into a query; label names are validated.
+Arms are told apart by a version label (``version_label``, default ``version``), or, with
+``arm_matchers``, by one fixed label matcher per arm (for routers whose metrics label the backend
+that served a request rather than its version). Label values from specs and conf are escaped
+before they go into a query; label names and matchers are validated.
+
+``preset`` fills in the defaults for a mesh's or ingress controller's own metrics (explicit
+settings win; preset ``labels`` are merged under the spec's):
+
+- ``istio``: ``istio_requests_total{reporter="destination"}`` by ``destination_version``, errors
+  by ``response_code``, latency from ``istio_request_duration_milliseconds`` (in ms, so
+  ``latency_unit: ms``: values and bucket bounds are divided by 1000).
+- ``nginx_ingress``: ingress-nginx's ``nginx_ingress_controller_requests`` by ``status``, latency
+  from ``nginx_ingress_controller_request_duration_seconds``. ingress-nginx labels a request that
+  its canary Ingress served with ``canary="<backend>"`` and every other one with an empty
+  ``canary``, both under the main Ingress's ``ingress`` label, so the arms are
+  ``canary!=""`` and ``canary=""``; add ``labels: {ingress: <main ingress>, namespace: <ns>}``.
 """
 
 from __future__ import annotations
@@ -9,9 +23,9 @@ from __future__ import annotations
 import math
 import re
 from string import Template
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from canary_operators.exceptions import BackendUnavailable, MetricsError
 from canary_operators.measurement import ArmSample, Measurement
@@ -19,6 +33,28 @@ from canary_operators.metrics.base import MetricsProvider, Scope
 from canary_operators.spec import METRIC_NAME_PATTERN, BusinessCheck, ErrorRateCheck, LatencyCheck, ResourceCheck
 
 _LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
+# One PromQL label matcher: name, operator, a double-quoted value with escapes.
+_MATCHER = r'^[a-zA-Z_][a-zA-Z0-9_]*(=|!=|=~|!~)"(?:[^"\\\n]|\\.)*"$'
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "istio": {
+        "requests_metric": "istio_requests_total", "status_label": "response_code", "version_label": "destination_version",
+        "latency_histogram": "istio_request_duration_milliseconds", "latency_unit": "ms", "labels": {"reporter": "destination"},
+    },
+    "nginx_ingress": {
+        "requests_metric": "nginx_ingress_controller_requests", "status_label": "status",
+        "latency_histogram": "nginx_ingress_controller_request_duration_seconds", "latency_unit": "s",
+        "arm_matchers": {"canary": 'canary!=""', "baseline": 'canary=""'},
+    },
+}
+
+
+class ArmMatchers(BaseModel):
+    """One PromQL label matcher per arm, used instead of ``version_label="<version>"``."""
+
+    model_config = ConfigDict(extra="forbid")
+    canary: str = Field(pattern=_MATCHER)  # e.g. canary!=""
+    baseline: str = Field(pattern=_MATCHER)  # e.g. canary=""
 
 
 class PrometheusSettings(BaseModel):
@@ -32,6 +68,21 @@ class PrometheusSettings(BaseModel):
     cpu_metric: str = Field(default="process_cpu_seconds_total", pattern=METRIC_NAME_PATTERN)
     memory_metric: str = Field(default="process_resident_memory_bytes", pattern=METRIC_NAME_PATTERN)
     timeout_seconds: float = Field(default=5.0, gt=0)
+    preset: Literal["istio", "nginx_ingress"] | None = None
+    latency_unit: Literal["s", "ms"] = "s"  # the unit of latency_histogram; values are returned in seconds
+    arm_matchers: ArmMatchers | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") in PRESETS:
+            data = dict(data)
+            for key, value in PRESETS[data["preset"]].items():
+                if key == "labels":
+                    data["labels"] = {**value, **(data.get("labels") or {})}
+                else:
+                    data.setdefault(key, value)
+        return data
 
     @field_validator("labels")
     @classmethod
@@ -53,20 +104,24 @@ class PrometheusProvider(MetricsProvider):
 
     # -- PromQL -----------------------------------------------------------------------------
 
-    def selector(self, version: str, extra: str = "") -> str:
+    def selector(self, version: str, extra: str = "", arm: str | None = None) -> str:
+        """The label matchers of one arm: its version (or its ``arm_matchers`` entry), ``labels``, ``extra``."""
         s = self.settings
-        matchers = [f'{s.version_label}="{escape_label_value(version)}"']
+        if s.arm_matchers is not None and arm is not None:
+            matchers = [getattr(s.arm_matchers, arm)]
+        else:
+            matchers = [f'{s.version_label}="{escape_label_value(version)}"']
         matchers += [f'{k}="{escape_label_value(v)}"' for k, v in sorted(s.labels.items())]
         if extra:
             matchers.append(extra)
         return ",".join(matchers)
 
-    def queries(self, check, version: str, window: str) -> dict[str, str]:
+    def queries(self, check, version: str, window: str, arm: str | None = None) -> dict[str, str]:
         """The PromQL this provider runs for one arm of ``check``: {"value"|"requests"|"errors": query}."""
         s = self.settings
-        sel = self.selector(version)
+        sel = self.selector(version, arm=arm)
         requests = f"sum(increase({s.requests_metric}{{{sel}}}[{window}]))"
-        errors_sel = self.selector(version, f'{s.status_label}=~"{escape_label_value(s.error_status_regex)}"')
+        errors_sel = self.selector(version, f'{s.status_label}=~"{escape_label_value(s.error_status_regex)}"', arm=arm)
         out = {"requests": requests}
         if check.query:
             out["value"] = Template(check.query).safe_substitute(selector=sel, window=window)
@@ -153,7 +208,7 @@ class PrometheusProvider(MetricsProvider):
         window = f"{max(1, math.ceil(scope.window_seconds))}s"
         arms = {}
         for arm, version in (("canary", scope.canary_version), ("baseline", scope.baseline_version)):
-            q = self.queries(check, version, window)
+            q = self.queries(check, version, window, arm=arm)
             requests = self.query(q["requests"], scope.end)
             if "errors" in q or "events" in q:
                 events_query = q.get("errors") or q["events"]
@@ -165,5 +220,9 @@ class PrometheusProvider(MetricsProvider):
                 arms[arm] = ArmSample(value=value, requests=requests, events=events, query=shown)
             else:
                 buckets = self.query_buckets(q["buckets"], scope.end) if "buckets" in q else None
-                arms[arm] = ArmSample(value=self.query(q["value"], scope.end), requests=requests, query=q["value"], buckets=buckets)
+                value = self.query(q["value"], scope.end)
+                if self.settings.latency_unit == "ms" and isinstance(check, LatencyCheck) and not check.query:
+                    value = None if value is None else value / 1000.0
+                    buckets = None if buckets is None else tuple((le / 1000.0, count) for le, count in buckets)
+                arms[arm] = ArmSample(value=value, requests=requests, query=q["value"], buckets=buckets)
         return Measurement(check=check.name, canary=arms["canary"], baseline=arms["baseline"], window_seconds=scope.window_seconds)

@@ -41,6 +41,8 @@ class Preflight(RecordsFailure, BaseOperator):
             raise AirflowSkipException(f"nothing to release: {run.version} is already the stable version")
         router = build_router(self.release, run)
         router.check_online()  # RouterError: retried
+        if hasattr(router, "check_release_steps"):  # routers with steps of their own (Argo Rollouts)
+            router.check_release_steps(self.release.steps)
         weight = router.get_canary_weight()
         build_provider(self.release, run).check_online()  # BackendUnavailable: retried
         self.log.info(

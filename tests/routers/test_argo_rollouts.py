@@ -1,0 +1,180 @@
+"""The Argo Rollouts router against the fake API server and its small Argo controller, through
+the real kubernetes client."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from canary_operators.exceptions import RouterError
+from canary_operators.routers import router_class
+from canary_operators.routers.kubernetes import MERGE_PATCH
+from tests.k8s_api_server import k8s, rollout  # noqa: F401  (k8s is a fixture)
+
+SETTINGS = {"namespace": "shop", "rollout": "web", "poll_seconds": 0.02, "step_timeout_seconds": 5}
+RULES = [{"apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["get"]},
+         {"apiGroups": ["argoproj.io"], "resources": ["rollouts/status"], "verbs": ["patch"]}]
+
+
+def router(k8s, run=None, **changes):
+    return router_class("argo_rollouts")({**SETTINGS, **changes}, None, conn_id=k8s.conn_id, run=run)
+
+
+def status(k8s) -> dict:
+    return k8s.api.get("Rollout", "shop", "web")["status"]
+
+
+@pytest.fixture
+def updating(k8s):
+    """A Rollout with steps 10 → pause → 50 → pause whose new revision has started: at 10%, paused."""
+    k8s.api.put(rollout(steps=(10, 50)))
+    k8s.api.rules = RULES  # the documented RBAC is enough
+    k8s.api.argo.start_update("shop", "web", "def456")
+    assert status(k8s)["currentStepIndex"] == 1 and status(k8s)["pauseConditions"]
+    k8s.api.controller_delay = 0.05  # from now on the controller answers a little later, as a real one does
+    return k8s
+
+
+def test_steps_through_the_rollout_and_completes_it(updating):
+    k8s = updating
+    r = router(k8s)
+    assert r.get_canary_weight() == 10
+    assert r.apply(10) == 10  # already there: nothing written
+    assert k8s.api.client_writes() == []
+    assert r.apply(50) == 50
+    assert status(k8s)["currentStepIndex"] == 3 and status(k8s)["canary"]["weights"]["canary"]["weight"] == 50
+    assert r.apply(100) == 100  # the end of the steps: the canary revision is now stable
+    assert status(k8s)["stableRS"] == "def456" and status(k8s)["phase"] == "Healthy"
+    assert r.promote() == "rollout shop/web finished its steps: revision def456 is stable"
+    assert r.get_canary_weight() == 0  # no canary left
+    writes = k8s.api.client_writes("Rollout")
+    assert [(w.subresource, w.content_type) for w in writes] == [("status", MERGE_PATCH)] * 2
+    assert all(w.body["status"] == {"pauseConditions": None} and "resourceVersion" in w.body["metadata"] for w in writes)
+
+
+def test_promote_is_a_full_promotion_when_steps_are_left(k8s):
+    k8s.api.put(rollout(steps=(10, 50, 100)))  # ends with setWeight 100 + pause
+    k8s.api.argo.start_update("shop", "web", "def456")
+    r = router(k8s)
+    assert r.apply(50) == 50
+    assert r.apply(100) == 100
+    assert status(k8s)["currentStepIndex"] == 5 and status(k8s)["stableRS"] == "abc123"  # paused at 100%
+    assert r.promote() == "rollout shop/web fully promoted (status.promoteFull): revision def456 is stable"
+    assert k8s.api.client_writes("Rollout")[-1].body == {"status": {"promoteFull": True}}
+    assert r.get_canary_weight() == 0
+
+
+def test_rollback_aborts_once_and_is_idempotent(updating):
+    k8s = updating
+    r = router(k8s)
+    assert r.apply(0) == 0
+    assert status(k8s)["abort"] is True and status(k8s)["phase"] == "Degraded"
+    assert r.apply(0) == 0
+    assert [w.body for w in k8s.api.client_writes("Rollout")] == [{"status": {"abort": True}}]
+
+
+def test_aborted_by_someone_else_while_we_wait(updating):
+    k8s = updating
+    k8s.api.controller_delay = 0.3
+
+    def abort_soon():
+        threading.Timer(0.05, lambda: k8s.api.mutate("Rollout", "shop", "web", lambda o: o["status"].update(abort=True))).start()
+
+    k8s.api.before_next("PATCH", k8s.api.path("Rollout", "shop", "web", "status"), abort_soon)
+    with pytest.raises(RouterError, match=r"rollout shop/web was aborted by someone else while moving to 50%"):
+        router(k8s).apply(50)
+    assert router(k8s).apply(0) == 0  # the rollback finds it aborted already and writes nothing more
+    assert len(k8s.api.client_writes("Rollout")) == 1
+
+
+def test_aborted_before_the_step_says_who_may_have_done_it(updating):
+    k8s = updating
+    k8s.api.mutate("Rollout", "shop", "web", lambda o: o["status"].update(abort=True))
+    with pytest.raises(RouterError, match=r"rollout shop/web is aborted .*by someone else or by an earlier rollback"):
+        router(k8s).apply(50)
+
+
+def test_a_resume_by_someone_else_in_between_never_skips_a_step(updating):
+    k8s = updating
+    k8s.api.controller_delay = 0
+
+    def someone_promotes():  # kubectl argo rollouts promote, just before our own patch
+        k8s.api.mutate("Rollout", "shop", "web", lambda o: o["status"].pop("pauseConditions"))
+
+    k8s.api.before_next("PATCH", k8s.api.path("Rollout", "shop", "web", "status"), someone_promotes)
+    assert router(k8s).apply(50) == 50
+    assert [w.code for w in k8s.api.writes if w.actor == "client"] == [409]  # our stale resume was refused
+    assert status(k8s)["currentStepIndex"] == 3  # paused after setWeight 50, not past it
+
+
+def test_only_forward_and_only_its_own_weights(updating):
+    k8s = updating
+    r = router(k8s)
+    with pytest.raises(RouterError, match=r"has no setWeight: 25 step \(its setWeights: \[10, 50\]\)"):
+        r.apply(25)
+    r.apply(50)
+    with pytest.raises(RouterError, match="is already past setWeight 10%.*Argo Rollouts only moves forward"):
+        r.apply(10)
+
+
+def test_no_update_in_progress(k8s):
+    k8s.api.put(rollout())
+    r = router(k8s)
+    assert r.get_canary_weight() == 0
+    assert r.apply(0) == 0 and k8s.api.client_writes() == []  # nothing to abort
+    with pytest.raises(RouterError, match=r"has no update in progress \(stableRS == currentPodHash\): deploy the new version first"):
+        r.apply(10)
+
+
+def test_a_controller_that_does_not_get_there_times_out_clearly(updating):
+    k8s = updating
+    k8s.api.controller_delay = 5
+    with pytest.raises(RouterError, match=r"did not reach setWeight 50% paused within 0.3s \(step 1/4, setWeight 10%"):
+        router(k8s, step_timeout_seconds=0.3).apply(50)
+
+
+def test_missing_rollout_and_missing_rbac(k8s):
+    with pytest.raises(RouterError, match=r"argo_rollouts: Rollout shop/web not found \(HTTP 404\)"):
+        router(k8s).check_online()
+    k8s.api.put(rollout())
+    k8s.api.argo.start_update("shop", "web", "def456")
+    k8s.api.rules = RULES[:1]
+    with pytest.raises(RouterError, match=r'forbidden to patch Rollout shop/web \(status\): .*verb "patch" on rollouts/status in API group "argoproj.io"'):
+        router(k8s).apply(50)
+
+
+def test_check_release_steps_compares_the_rollout_with_the_release(k8s):
+    k8s.api.put(rollout(steps=(10, 50)))
+    r = router(k8s)
+    r.check_release_steps([10, 50, 100])
+    with pytest.raises(RouterError, match=r"setWeight steps \[10, 50\] are not the release's steps below 100 \[5, 10, 50\]: "
+                                          r"the Rollout has no setWeight for \[5\]"):
+        r.check_release_steps([5, 10, 50, 100])
+    with pytest.raises(RouterError, match=r"the Rollout also sets \[50\] \(no gate would judge them\)"):
+        r.check_release_steps([10, 100])
+
+
+def test_steps_without_an_indefinite_pause_are_refused(k8s):
+    obj = rollout()
+    obj["spec"]["strategy"]["canary"]["steps"] = [{"setWeight": 10}, {"pause": {"duration": "10m"}}, {"setWeight": 50},
+                                                  {"analysis": {"templates": [{"templateName": "x"}]}}]
+    k8s.api.put(obj)
+    with pytest.raises(RouterError) as err:
+        router(k8s).check_release_steps([10, 50, 100])
+    assert "the pause after setWeight: 10 (step 0) has a duration" in str(err.value)
+    assert "setWeight: 50 (step 2) is not followed by a pause" in str(err.value)
+
+
+def test_check_online_checks_the_runs_steps(k8s):
+    k8s.api.put(rollout(steps=(10, 50)))
+    router(k8s, run=SimpleNamespace(steps=[10, 50, 100])).check_online()
+    router(k8s, run=SimpleNamespace(steps=[50, 100])).check_online()  # a run may skip a step: Argo passes it
+    with pytest.raises(RouterError, match=r"do not fit this run: it has no setWeight: 30 step"):
+        router(k8s, run=SimpleNamespace(steps=[30, 100])).check_online()
+    obj = rollout()
+    obj["spec"]["strategy"] = {"blueGreen": {"activeService": "web"}}
+    k8s.api.put(obj)
+    with pytest.raises(RouterError, match="does not use the canary strategy"):
+        router(k8s).check_online()
