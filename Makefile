@@ -19,7 +19,7 @@ demo: install
 	$(PY) include/scripts/run_demo.py
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 # Load airflow_settings.yaml into the Airflow at $$AIRFLOW_HOME.
 settings: install
