@@ -3,6 +3,8 @@ recording why a task failed so the rollback can report it."""
 
 from __future__ import annotations
 
+from airflow.sdk import BaseOperator
+
 from canary_operators.endpoint import Endpoint
 from canary_operators.exceptions import SpecError
 from canary_operators.metrics import provider_class
@@ -56,3 +58,25 @@ class RecordsFailure:
             context["ti"].xcom_push(key=FAILURE_KEY, value={"task": self.task_id, "error": f"{type(error).__name__}: {error}"})
         except Exception:  # recording must never hide the real error
             self.log.warning("could not record the failure reason of %s", self.task_id)
+
+
+
+class ReleaseOperator(RecordsFailure, BaseOperator):
+    """A task of one release: holds the spec; ``execute`` records why it failed, for the rollback.
+
+    Subclasses implement ``run_step(context)``.
+    """
+
+    def __init__(self, *, release: ReleaseSpec, **kwargs):
+        super().__init__(**kwargs)
+        self.release = release
+
+    def execute(self, context):
+        try:
+            return self.run_step(context)
+        except BaseException as e:
+            self.record_failure(context, e)
+            raise
+
+    def run_step(self, context):  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -7,26 +7,22 @@ fails; only a promoted run succeeds.
 
 from __future__ import annotations
 
-from airflow.sdk import BaseOperator
-
 from canary_operators.exceptions import WeightNotApplied
-from canary_operators.operators.common import build_router, run_conf_of
+from canary_operators.operators.common import ReleaseOperator, build_router, run_conf_of
 from canary_operators.operators.metric_gate import EVIDENCE_KEY
-from canary_operators.spec import ReleaseSpec
 
 
-class CompleteRollout(BaseOperator):
+class CompleteRollout(ReleaseOperator):
     """Read the weights back once more and return the release summary with every gate's evidence."""
 
     ui_color = "#ceead6"
 
-    def __init__(self, *, release: ReleaseSpec, promote_task_id: str, gate_task_ids: list[str], **kwargs):
+    def __init__(self, *, promote_task_id: str, gate_task_ids: list[str], **kwargs):
         super().__init__(**kwargs)
-        self.release = release
         self.promote_task_id = promote_task_id
         self.gate_task_ids = gate_task_ids
 
-    def execute(self, context) -> dict:
+    def run_step(self, context) -> dict:
         ti = context["ti"]
         run = run_conf_of(context)
         promoted = ti.xcom_pull(task_ids=self.promote_task_id) or {}

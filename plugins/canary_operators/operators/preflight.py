@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-from airflow.sdk import BaseOperator, Variable
+from airflow.sdk import Variable
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from canary_operators.exceptions import SpecError
-from canary_operators.operators.common import RecordsFailure, build_provider, build_router, stable_version_variable
-from canary_operators.spec import ReleaseSpec, resolve_run_conf
+from canary_operators.operators.common import ReleaseOperator, build_provider, build_router, stable_version_variable
+from canary_operators.spec import resolve_run_conf
 
 
-class Preflight(RecordsFailure, BaseOperator):
+class Preflight(ReleaseOperator):
     """Resolve what this run releases and check both backends. Changes nothing."""
 
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, release: ReleaseSpec, **kwargs):
-        super().__init__(**kwargs)
-        self.release = release
-
-    def execute(self, context) -> dict:
-        try:
-            return self._execute(context)
-        except BaseException as e:
-            self.record_failure(context, e)
-            raise
-
-    def _execute(self, context) -> dict:
+    def run_step(self, context) -> dict:
         conf = dict(context["dag_run"].conf or {})
         last_promoted = Variable.get(stable_version_variable(self.release.name), default=None)
         candidate = None

@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-from airflow.sdk import BaseOperator, Variable
+from airflow.sdk import Variable
 
 from canary_operators.actions import run_action
 from canary_operators.operators.common import (
-    RecordsFailure,
+    ReleaseOperator,
     build_router,
     endpoint_for,
     run_conf_of,
     stable_version_variable,
 )
-from canary_operators.spec import ReleaseSpec
 
 
-class Promote(RecordsFailure, BaseOperator):
+class Promote(ReleaseOperator):
     """Shift to 100%. With a ``promote`` action: run it (stable now runs the new version), then
     route everything back to the stable slot. Records the version as the release's stable one."""
 
     ui_color = "#d2e3fc"
 
-    def __init__(self, *, release: ReleaseSpec, **kwargs):
-        super().__init__(**kwargs)
-        self.release = release
-
-    def execute(self, context) -> dict:
-        try:
-            return self._execute(context)
-        except BaseException as e:
-            self.record_failure(context, e)
-            raise
-
-    def _execute(self, context) -> dict:
+    def run_step(self, context) -> dict:
         run = run_conf_of(context)
         if run.dry_run:
             self.log.info("dry run: would promote %s %s to 100%% and make it the stable version", run.release, run.version)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from airflow.sdk import BaseOperator
-
 from canary_operators.actions import run_action
 from canary_operators.operators.common import (
     FAILURE_KEY,
     PREFLIGHT_TASK,
-    RecordsFailure,
+    ReleaseOperator,
     build_router,
     endpoint_for,
     run_conf_of,
 )
-from canary_operators.spec import ReleaseSpec
 
 
-class Rollback(RecordsFailure, BaseOperator):
+class Rollback(ReleaseOperator):
     """Set the canary to 0% (stable 100%) and verify. Idempotent: safe to retry or re-run.
 
     Runs with trigger rule ``one_failed``. If preflight failed, this run moved no traffic and
@@ -25,24 +22,16 @@ class Rollback(RecordsFailure, BaseOperator):
 
     ui_color = "#f28b82"
 
-    def __init__(self, *, release: ReleaseSpec, watched_task_ids: list[str], **kwargs):
+    def __init__(self, *, watched_task_ids: list[str], **kwargs):
         super().__init__(**kwargs)
-        self.release = release
         self.watched_task_ids = watched_task_ids
-
-    def execute(self, context) -> dict:
-        try:
-            return self._execute(context)
-        except BaseException as e:
-            self.record_failure(context, e)
-            raise
 
     def failures(self, context) -> list[dict]:
         ids = [PREFLIGHT_TASK, *self.watched_task_ids]
         found = context["ti"].xcom_pull(task_ids=ids, key=FAILURE_KEY)
         return [f for f in (found or []) if f]
 
-    def _execute(self, context) -> dict:
+    def run_step(self, context) -> dict:
         failures = self.failures(context)
         reason = "; ".join(f"{f['task']}: {f['error']}" for f in failures) or "an upstream task failed without a recorded reason"
         if context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) is None:

@@ -4,37 +4,29 @@ from __future__ import annotations
 
 import time
 
-from airflow.sdk import BaseOperator
-
-from canary_operators.operators.common import RecordsFailure, build_router, run_conf_of
-from canary_operators.spec import ReleaseSpec
+from canary_operators.operators.common import ReleaseOperator, build_router, run_conf_of
 
 
-class ShiftTraffic(RecordsFailure, BaseOperator):
+class ShiftTraffic(ReleaseOperator):
     """Set the canary to ``weight`` percent (stable gets the rest) and read it back. Idempotent."""
 
     template_fields = ("weight",)
     ui_color = "#e6f4ea"
 
-    def __init__(self, *, release: ReleaseSpec, weight: int, **kwargs):
+    def __init__(self, *, weight: int, **kwargs):
         super().__init__(**kwargs)
-        self.release = release
         self.weight = weight
 
-    def execute(self, context) -> dict:
-        try:
-            weight = int(self.weight)
-            run = run_conf_of(context)
-            if not run.takes_step(weight):
-                self.log.info("step %d%% is not in this run's steps %s; traffic stays as it is", weight, run.steps)
-                return {"weight": None, "skipped": True, "shifted_at": time.time()}
-            if run.dry_run:
-                self.log.info("dry run: would set the canary to %d%% of traffic; traffic stays as it is", weight)
-                return {"weight": weight, "dry_run": True, "shifted_at": time.time()}
-            actual = build_router(self.release, run).apply(weight)
-            shifted_at = time.time()
-            self.log.info("%s: canary now takes %d%% of traffic (read back)", self.release.name, actual)
-            return {"weight": actual, "shifted_at": shifted_at}
-        except BaseException as e:
-            self.record_failure(context, e)
-            raise
+    def run_step(self, context) -> dict:
+        weight = int(self.weight)
+        run = run_conf_of(context)
+        if not run.takes_step(weight):
+            self.log.info("step %d%% is not in this run's steps %s; traffic stays as it is", weight, run.steps)
+            return {"weight": None, "skipped": True, "shifted_at": time.time()}
+        if run.dry_run:
+            self.log.info("dry run: would set the canary to %d%% of traffic; traffic stays as it is", weight)
+            return {"weight": weight, "dry_run": True, "shifted_at": time.time()}
+        actual = build_router(self.release, run).apply(weight)
+        shifted_at = time.time()
+        self.log.info("%s: canary now takes %d%% of traffic (read back)", self.release.name, actual)
+        return {"weight": actual, "shifted_at": shifted_at}
