@@ -141,3 +141,14 @@ def test_approval_adds_a_human_step_before_promotion(tmp_path, monkeypatch):
     assert approve.response_timeout.total_seconds() == 600
     assert "approval" in dag.params
     assert dag.get_task("rollback").trigger_rule == TriggerRule.ONE_FAILED
+
+
+def test_version_is_required_by_the_form_when_the_spec_has_no_default(bag):
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = ParamsDict(bag.dags["canary_web"].params)  # web.yaml: no default_version, no candidate
+    with pytest.raises(ParamValidationError, match="version"):
+        params.validate()
+    params.update({"version": "2024.12.1"})
+    assert params.validate()["version"] == "2024.12.1"

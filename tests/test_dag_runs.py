@@ -112,7 +112,11 @@ def test_healthy_canary_is_promoted_step_by_step(stack):
     assert xcom(dag_run, "shift_to_50")["weight"] == 50
     gate = xcom(dag_run, "gate_10")
     assert gate["outcome"] == "advance" and {c["check"] for c in gate["checks"]} == {"errors", "p99", "checkouts", "sample_ratio"}
-    assert all(c["verdict"] == "pass" and c["canary_requests"] >= 60 for c in gate["checks"])
+    # an earlier gate may advance with a check still inconclusive if its estimate looks fine;
+    # the last gate before promotion needs every check to pass
+    assert all(c["verdict"] in ("pass", "inconclusive") and c["canary_requests"] >= 60 for c in gate["checks"])
+    last = xcom(dag_run, "gate_50")
+    assert last["last_gate"] is True and all(c["verdict"] == "pass" for c in last["checks"])
     srm = next(c for c in gate["checks"] if c["check"] == "sample_ratio")
     assert 0.08 < srm["canary_value"] < 0.12  # HAProxy really sent ~10% to the canary
     assert xcom(dag_run, "complete_rollout")["version"] == "v2"

@@ -9,8 +9,10 @@
 3. triggers POST /api/v2/dags/{dag}/dagRuns with conf {version, ...} and a run id derived from
    the commit, so a re-run of the same CI job follows the same release instead of starting another;
 4. prints each step as it happens: the weight, each gate's verdict and reason;
-5. exits 0 when the release was promoted (or there was nothing to release), 1 when it was rolled
-   back, 2 on an error or a timeout.
+5. exits 0 when the release was promoted (or there was nothing to release, or a dry run
+   finished), 1 when it was rolled back, 2 on an error or a timeout: Airflow unreachable, bad
+   credentials, conf refused (HTTP 400) or refused by preflight (no traffic moved), a rollback
+   that did not finish, or the run still going after --timeout.
 
 Only the standard library and requests.
 """
@@ -85,9 +87,13 @@ def _detail(answer: requests.Response) -> str:
 
 
 def run_id_for(version: str, commit: str | None) -> str:
-    """``ci__<version>__<commit12>``: one release per commit and version."""
+    """``ci__<version>__<commit12>``: one release per commit and version.
+
+    Characters that Airflow refuses in a run id (``[scheduler] allowed_run_id_pattern`` is
+    ``^[A-Za-z0-9_.~:+-]+$``) are replaced by ``_``, so that a bad version is refused by the
+    DAG's ``version`` param, with a message naming it, and not as a bad run id."""
     suffix = re.sub(r"[^A-Za-z0-9]", "", commit or "")[:12] or time.strftime("%Y%m%dT%H%M%S")
-    return f"ci__{version}__{suffix}"
+    return f"ci__{re.sub(r'[^A-Za-z0-9_.~:+-]', '_', version)[:100]}__{suffix}"
 
 
 def describe(task_id: str, state: str, api: Airflow, dag_id: str, run_id: str) -> str:
@@ -96,17 +102,28 @@ def describe(task_id: str, state: str, api: Airflow, dag_id: str, run_id: str) -
         shifted = api.xcom(dag_id, run_id, task_id) or {}
         if shifted.get("skipped"):
             return f"{task_id}: skipped by this run's steps"
+        if shifted.get("dry_run"):
+            return f"{task_id}: dry run, would set the canary to {shifted.get('weight', '?')}% of traffic"
         return f"{task_id}: canary now takes {shifted.get('weight', '?')}% of traffic"
     if task_id.startswith("gate_") and state in ("success", "failed"):
         evidence = api.xcom(dag_id, run_id, task_id, "evidence") or api.xcom(dag_id, run_id, task_id) or {}
+        if evidence.get("outcome") == "skipped":
+            return f"{task_id}: skipped by this run's steps"
         verdict = "PASSED" if state == "success" else "FAILED"
+        if evidence.get("dry_run"):  # a dry run's gate looks once and reports; it never holds or fails
+            verdict = f"DRY RUN, the gate would {evidence.get('outcome', '?')} now"
         lines = [f"{task_id}: {verdict}: {evidence.get('reason', '')}"]
         for check in evidence.get("checks", []):
             lines.append(f"    [{check['check']}] {check['verdict']}: {check['reason']}")
         return "\n".join(lines)
     if task_id == "rollback" and state == "success":
         rolled = api.xcom(dag_id, run_id, task_id) or {}
+        if rolled.get("traffic_changed") is False:
+            return f"rollback: nothing to undo, this run moved no traffic. Why: {rolled.get('reason', 'see the task log')}"
         return f"rollback: traffic back on stable. Why: {rolled.get('reason', 'see the task log')}"
+    if task_id.startswith("approve_") and state in ("awaiting_input", "deferred"):
+        return (f"{task_id}: waiting for a person: answer in the Airflow UI (Required Actions) or with PATCH "
+                f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails")
     return f"{task_id}: {state}"
 
 
@@ -121,7 +138,8 @@ def follow(api: Airflow, dag_id: str, run_id: str, timeout: float, poll: float, 
             state = ti.get("state")
             if state and seen.get(ti["task_id"]) != state:
                 seen[ti["task_id"]] = state
-                if state in ("running", "deferred", "awaiting_input", "success", "failed", "skipped", "upstream_failed"):
+                if state in ("running", "deferred", "awaiting_input", "up_for_retry", "success", "failed", "skipped",
+                             "upstream_failed"):
                     out(describe(ti["task_id"], state, api, dag_id, run_id))
         if run["state"] in FINISHED:
             return run["state"]
@@ -148,10 +166,14 @@ def main(argv: list[str] | None = None, out=print) -> int:
         out("error: set AIRFLOW_USERNAME and AIRFLOW_PASSWORD")
         return ERROR
     try:
-        conf = {**json.loads(args.conf), "version": args.version}
+        extra = json.loads(args.conf)
     except ValueError as e:
         out(f"error: --conf is not JSON: {e}")
         return ERROR
+    if not isinstance(extra, dict):
+        out(f"error: --conf must be a JSON object, got {type(extra).__name__}")
+        return ERROR
+    conf = {**extra, "version": args.version}
     run_id = args.run_id or run_id_for(args.version, args.commit)
     try:
         api = Airflow(args.api_url, username, password)
@@ -167,15 +189,39 @@ def main(argv: list[str] | None = None, out=print) -> int:
         else:
             out(f"triggered {args.dag} run {run_id} with conf {json.dumps(conf)}")
         state = follow(api, args.dag, run_id, args.timeout, args.poll, out)
+        return outcome(api, args.dag, run_id, args.version, state, out)
     except ClientError as e:
         out(f"error: {e}")
         return ERROR
+
+
+def outcome(api: Airflow, dag_id: str, run_id: str, version: str, state: str, out=print) -> int:
+    """The exit code of a finished run, with a last line that says what happened."""
+    preflight = api.xcom(dag_id, run_id, "preflight")
     if state == "success":
-        preflight = api.xcom(args.dag, run_id, "preflight")
-        out("nothing to release: the version is already stable" if preflight is None else f"PROMOTED {args.version}")
+        if preflight is None:
+            out("nothing to release: the version is already stable")
+        elif isinstance(preflight, dict) and preflight.get("dry_run"):
+            out(f"DRY RUN of {version} complete: no traffic moved, nothing promoted (see the gates above)")
+        else:
+            out(f"PROMOTED {version}")
         return PROMOTED
-    rolled = api.xcom(args.dag, run_id, "rollback") or {}
-    out(f"ROLLED BACK {args.version}: {rolled.get('reason', 'see the Airflow UI')}")
+    tis = api.json("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100}).get("task_instances", [])
+    rollback_state = next((ti.get("state") for ti in tis if ti["task_id"] == "rollback"), None)
+    rolled = api.xcom(dag_id, run_id, "rollback") or {}
+    reason = rolled.get("reason", "see the Airflow UI")
+    if rollback_state != "success":
+        if rollback_state in ("failed", "upstream_failed", "up_for_retry"):
+            # The rollback did not finish: traffic may still be on the canary.
+            out(f"error: ROLLBACK FAILED for {version} (rollback task {rollback_state}): check the traffic split now")
+        else:  # e.g. the last check after promotion failed, or someone marked the run failed
+            out(f"error: the run of {version} failed without a rollback (rollback task {rollback_state}): see the Airflow UI")
+        return ERROR
+    if preflight is None or rolled.get("traffic_changed") is False:
+        # Preflight refused the run (bad conf, router or metrics unreachable): nothing was released.
+        out(f"error: {version} was not released, preflight failed and no traffic moved: {reason}")
+        return ERROR
+    out(f"ROLLED BACK {version}: {reason}")
     return ROLLED_BACK
 
 

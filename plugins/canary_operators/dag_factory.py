@@ -43,14 +43,14 @@ class InvalidReleaseSpecs(DAG):
 
 def _params(spec: ReleaseSpec) -> dict:
     """The trigger form. The API refuses conf that breaks these schemas with HTTP 400."""
-    version_schema = dict(type=["null", "string"], pattern=VERSION_PATTERN.pattern)
     needs_version = spec.default_version is None and spec.candidate_variable is None
+    version_schema = dict(type=["null", "string"], pattern=VERSION_PATTERN.pattern)
     params = {
         "version": Param(
             spec.default_version, title="Version to release", section="Release",
             description="The canary's version, as it appears in the metrics' version label."
             + (" Required." if needs_version else " Empty: the candidate Variable or the spec's default."),
-            **version_schema,
+            **(dict(version_schema, type="string") if needs_version else version_schema),
         ),
         "stable_version": Param(
             None, title="Stable version", section="Release",
