@@ -152,3 +152,16 @@ def test_version_is_required_by_the_form_when_the_spec_has_no_default(bag):
         params.validate()
     params.update({"version": "2024.12.1"})
     assert params.validate()["version"] == "2024.12.1"
+
+
+def test_parsing_the_dags_loads_no_heavy_sdk():
+    """Every task re-parses the DAG file: boto3 and kubernetes stay out of module level."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.path.insert(0, 'plugins'); import canary_operators.dag_factory as f; f.build_dags(); "
+        "print(sorted(m for m in ('boto3', 'botocore', 'kubernetes', 'kubernetes_asyncio') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
