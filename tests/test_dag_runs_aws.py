@@ -17,21 +17,17 @@ subprocess gets its own copy of the test database, so the two never contend for 
 
 from __future__ import annotations
 
-import json
-import os
-import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import yaml
 
 from canary_operators.spec import parse_spec
+from tests.airflow_subprocess_runs import finish_run, start_run
 from tests.conftest import set_connection
 
 CONN_ID = "aws_test"
@@ -169,52 +165,7 @@ def feed_metrics(worlds: list[World], stop: threading.Event, errors: list) -> No
 
 
 # ---------------------------------------------------------------------------------------------
-# Runs: `airflow dags test` on a private copy of the test database
-
-
-@dataclass
-class RunResult:
-    dag_id: str
-    returncode: int
-    state: str | None
-    states: dict[str, str]
-    db: Path
-    log: Path
-
-    def xcom(self, task_id: str, key: str = "return_value"):
-        with sqlite3.connect(self.db) as db:
-            row = db.execute("SELECT value FROM xcom WHERE dag_id=? AND task_id=? AND key=?", (self.dag_id, task_id, key)).fetchone()
-        value = None if row is None else json.loads(row[0])
-        return json.loads(value) if isinstance(value, str) else value
-
-    def tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-60:])
-
-
-def start_run(dag_id: str, conf: dict, workdir: Path, template_db: Path) -> tuple[subprocess.Popen, RunResult]:
-    db = workdir / f"{dag_id}.db"
-    with sqlite3.connect(template_db) as source, sqlite3.connect(db) as target:
-        source.backup(target)
-    log = workdir / f"{dag_id}.log"
-    env = {**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{db}"}
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    with log.open("w") as out:
-        proc = subprocess.Popen([airflow, "dags", "test", dag_id, "-c", json.dumps(conf)], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-    return proc, RunResult(dag_id, -1, None, {}, db, log)
-
-
-def finish_run(proc: subprocess.Popen, result: RunResult, deadline: float) -> RunResult:
-    try:
-        result.returncode = proc.wait(max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-    with sqlite3.connect(result.db) as db:
-        row = db.execute("SELECT state FROM dag_run WHERE dag_id=?", (result.dag_id,)).fetchone()
-        result.state = row and row[0]
-        result.states = dict(db.execute("SELECT task_id, state FROM task_instance WHERE dag_id=?", (result.dag_id,)))
-    return result
+# Runs: `airflow dags test` subprocesses (tests/airflow_subprocess_runs.py)
 
 
 @pytest.fixture(scope="module")
