@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
 
-from pydantic import BaseModel
-
-from canary_operators.endpoint import Endpoint
+from canary_operators.backend import Backend
 from canary_operators.measurement import Measurement
 
 
@@ -22,24 +19,12 @@ class Scope:
     end: float  # unix seconds
 
 
-class MetricsProvider(ABC):
+class MetricsProvider(Backend, ABC):
     """A metrics backend. Both calls are read-only and safe to repeat.
 
     ``measure`` returns None values for an arm with no data (the judge holds); it raises
     ``BackendUnavailable`` when the backend is down and ``MetricsError`` when it rejects the query.
     """
-
-    type_name: ClassVar[str]
-    settings_model: ClassVar[type[BaseModel]]
-    needs_connection: ClassVar[bool] = True
-
-    def __init__(self, settings: dict, endpoint: Endpoint | None, *, conn_id: str | None = None, run=None):
-        """``endpoint`` is the connection's parts; ``conn_id`` its id, for backends that build an
-        Airflow hook (AWS, Kubernetes); ``run`` the run's ``RunConf`` (versions), when known."""
-        self.settings = self.settings_model.model_validate(settings)
-        self.endpoint = endpoint
-        self.conn_id = conn_id
-        self.run = run
 
     @abstractmethod
     def check_online(self) -> None:

@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
 
-from pydantic import BaseModel
-
-from canary_operators.endpoint import Endpoint
+from canary_operators.backend import Backend
 from canary_operators.exceptions import RouterError, WeightNotApplied
 
 
-class TrafficRouter(ABC):
+class TrafficRouter(Backend, ABC):
     """One backend that splits traffic between stable and canary.
 
     ``set_canary_weight`` sets absolute state (stable gets ``100 - percent``), so it is idempotent
     and safe to retry. ``apply`` sets, then reads back and fails if the weight did not take.
     """
-
-    type_name: ClassVar[str]
-    settings_model: ClassVar[type[BaseModel]]
-    needs_connection: ClassVar[bool] = True
-
-    def __init__(self, settings: dict, endpoint: Endpoint | None, *, conn_id: str | None = None, run=None):
-        """``endpoint`` is the connection's parts; ``conn_id`` its id, for backends that build an
-        Airflow hook (AWS, Kubernetes); ``run`` the run's ``RunConf`` (versions), when known."""
-        self.settings = self.settings_model.model_validate(settings)
-        self.endpoint = endpoint
-        self.conn_id = conn_id
-        self.run = run
 
     @abstractmethod
     def set_canary_weight(self, percent: int) -> None:
