@@ -107,12 +107,32 @@ def moto_server():
         proc.wait(10)
 
 
-@pytest.fixture
-def aws_connection(moto_server, monkeypatch):
-    """The Airflow connection ``aws_test`` pointing at moto's server, with fake credentials."""
+def point_aws_at_moto(monkeypatch, moto_url: str, conn_id: str = "aws_test") -> str:
+    """Fake credentials and an Airflow AWS connection whose endpoint_url is moto's server."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    set_connection(monkeypatch, "aws_test", conn_type="aws", login="testing", password="testing",
-                   extra={"region_name": "eu-west-1", "endpoint_url": moto_server})
-    return "aws_test"
+    set_connection(monkeypatch, conn_id, conn_type="aws", login="testing", password="testing",
+                   extra={"region_name": "eu-west-1", "endpoint_url": moto_url})
+    return conn_id
+
+
+@pytest.fixture
+def aws_connection(moto_server, monkeypatch):
+    """The Airflow connection ``aws_test`` pointing at moto's server, with fake credentials."""
+    return point_aws_at_moto(monkeypatch, moto_server)
+
+
+def xcom(dag_run, task_id: str, key: str = "return_value"):
+    """One XCom of a ``dag.test()`` run, deserialised."""
+    import json
+
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key).one_or_none()
+        if row is None:
+            return None
+        value = XComModel.deserialize_value(row)
+        return json.loads(value) if isinstance(value, str) else value

@@ -16,7 +16,7 @@ import requests
 import yaml
 
 from canary_operators.spec import parse_spec
-from tests.conftest import ADMIN_TOKEN, ROOT, set_connection
+from tests.conftest import ADMIN_TOKEN, ROOT, set_connection, xcom
 
 
 def spec_for(name: str, **changes):
@@ -87,18 +87,6 @@ def run(spec: dict, conf: dict, releases_dir):
     dag_run = dag.test(run_conf=conf)
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     return dag_run, states
-
-
-def xcom(dag_run, task_id, key="return_value"):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key).one_or_none()
-        if row is None:
-            return None
-        value = XComModel.deserialize_value(row)
-        return json.loads(value) if isinstance(value, str) else value
 
 
 def test_healthy_canary_is_promoted_step_by_step(stack):

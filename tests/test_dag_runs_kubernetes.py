@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from canary_operators.spec import ReleaseSpec, parse_spec
-from tests.conftest import ROOT, set_connection
+from tests.conftest import ROOT, set_connection, xcom
 from tests.k8s_api_server import (
     deployment,
     http_route,
@@ -129,18 +129,6 @@ def run(spec: dict, conf: dict, releases_dir):
     assert not bag.import_errors, bag.import_errors
     dag_run = bag.dags[f"canary_{spec['name']}"].test(run_conf=conf)
     return dag_run, {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
-
-
-def xcom(dag_run, task_id, key="return_value"):
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.query(XComModel).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key).one_or_none()
-        if row is None:
-            return None
-        value = XComModel.deserialize_value(row)
-        return json.loads(value) if isinstance(value, str) else value
 
 
 # What each router's object says the canary gets, read from a written object.

@@ -34,7 +34,7 @@ import yaml
 
 from canary_operators.spec import parse_spec
 from tests.airflow_subprocess_runs import finish_run, start_run
-from tests.conftest import set_connection
+from tests.conftest import point_aws_at_moto
 
 CONN_ID = "aws_test"
 ALIAS = "live"
@@ -174,11 +174,7 @@ def runs(moto_server, airflow_db, tmp_path_factory):
     releases = workdir / "releases"
     releases.mkdir()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-        set_connection(mp, CONN_ID, conn_type="aws", login="testing", password="testing",
-                       extra={"region_name": "eu-west-1", "endpoint_url": moto_server})
+        point_aws_at_moto(mp, moto_server, CONN_ID)
         mp.setenv("CANARY_RELEASES_DIR", str(releases))
 
         aws = clients()
