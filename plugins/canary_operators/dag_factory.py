@@ -2,24 +2,30 @@
 
 For steps [1, 5, 25, 50, 100]::
 
-    preflight → (deploy_canary) → shift_to_1 → gate_1 → … → gate_50 → (approve_100) → promote → complete_rollout
-    rollback (one_failed) ← every deploy, shift, gate, approve and promote task
+    preflight → (deploy_canary) → shift_to_1 → gate_1 → … → gate_50 → approve_100 → promote → complete_rollout
+    rollback: a teardown after every task, so Airflow runs it however the run ends
 
-The leaves are ``complete_rollout`` and ``rollback``, so a rolled-back run ends failed.
+``rollback`` decides from the status record and the router, and undoes nothing after a promotion.
+A teardown does not count for the run's state, so ``complete_rollout`` decides it: a rolled-back
+run ends failed and only a promoted run succeeds. An undo that cannot restore traffic says so in
+the status record (``unsafe``) and through the failure hook. ``approve_N`` asks only when the spec or the run's
+conf wants approval. ``canary_guard`` sweeps every release for canaries no live run owns.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from airflow.sdk import DAG, Param, TriggerRule, chain
+from airflow.sdk import DAG, Param, chain
 
 from canary_operators.exceptions import SpecError
 from canary_operators.operators import ApproveStep, CompleteRollout, DeployCanary, MetricGate, Preflight, Promote, Rollback, ShiftTraffic
 from canary_operators.operators.common import PREFLIGHT_TASK
+from canary_operators.operators.rollback import ROLLBACK_POOL, ROLLBACK_PRIORITY
 from canary_operators.spec import VERSION_PATTERN, ReleaseSpec, load_spec
 
 log = logging.getLogger(__name__)
@@ -60,24 +66,31 @@ def _params(spec: ReleaseSpec) -> dict:
         "steps": Param(
             None, title="Steps (override)", section="Rollout",
             description=f"Canary weights in %, a subset of the spec's {spec.steps}, ending at 100. Empty: all of them.",
-            type=["null", "array"], items={"type": "integer", "enum": spec.steps}, uniqueItems=True, minItems=1,
-            contains={"const": 100},
+            type=["null", "array"], items={"type": "integer", "enum": spec.steps}, uniqueItems=True, minItems=2,
+            allOf=[{"contains": {"const": 100}}, {"contains": {"maximum": 99}}],
         ),
         "bake_time": Param(
             None, title="Bake time in seconds (override)", section="Rollout",
-            description=f"Minimum time at each step before its gate may pass. Empty: the spec's {spec.bake_time:g}s.",
-            type=["null", "integer"], minimum=int(spec.settle_time) + 1, maximum=int(spec.gate_timeout) - 1,
+            description=f"Minimum time at each step before its gate may pass; only longer than the spec's "
+                        f"{spec.bake_time:g}s. Empty: the spec's.",
+            type=["null", "integer"], minimum=math.ceil(spec.bake_time), maximum=math.ceil(spec.gate_timeout) - 1,
         ),
         "dry_run": Param(
             False, type="boolean", title="Dry run", section="Safety",
             description="Decide and report, but move no traffic and run no deploy, promote or rollback action.",
         ),
     }
-    if spec.approval is not None:
-        params["approval"] = Param(
-            True, type="boolean", title="Ask for approval", section="Safety",
-            description=f"Ask a person before {', '.join(f'{s}%' for s in spec.approval.before)}, with the gates' evidence.",
-        )
+    points = ", ".join(f"{s}%" for s in spec.approval_points)
+    params["approval"] = Param(
+        spec.approval is not None, title="Ask for approval", section="Safety",
+        description=f"Ask a person before {points}, with the gates' evidence."
+        + (" The spec requires it." if spec.approval is not None else ""),
+        **(dict(type="boolean", enum=[True]) if spec.approval is not None else dict(type="boolean")),
+    )
+    params["force_reset"] = Param(
+        False, type="boolean", title="Force reset", section="Safety",
+        description="If another run left the canary above 0%, put it back to 0% first instead of refusing to start.",
+    )
     return params
 
 
@@ -100,34 +113,80 @@ def build_dag(spec: ReleaseSpec, source: str = "") -> DAG:
         params=_params(spec),
         default_args={"owner": spec.owner, "retries": spec.retries, "retry_delay": timedelta(seconds=spec.retry_delay)},
     ) as dag:
+        # Infrastructure blips (the API server away for a minute) are retried with backoff; a
+        # failing verdict raises AirflowFailException and is never retried.
+        ride_out = dict(retries=max(spec.retries, 4), retry_exponential_backoff=2.0,
+                        max_retry_delay=timedelta(seconds=60))
         path = [Preflight(task_id=PREFLIGHT_TASK, release=spec)]
         if spec.deploy is not None:
             path.append(DeployCanary(task_id="deploy_canary", release=spec))
-        approve_before = set(spec.approval.before) if spec.approval else set()
+        approve_before = set(spec.approval_points)
         gate_ids: list[str] = []
         for weight in spec.steps:
             if weight in approve_before:
                 path.append(ApproveStep(task_id=f"approve_{weight}", release=spec, weight=weight, gate_task_ids=list(gate_ids)))
             if weight == 100:
                 break
-            shift = ShiftTraffic(task_id=f"shift_to_{weight}", release=spec, weight=weight)
-            gate = MetricGate(task_id=f"gate_{weight}", release=spec, weight=weight, shift_task_id=shift.task_id)
+            shift = ShiftTraffic(task_id=f"shift_to_{weight}", release=spec, weight=weight, **ride_out)
+            gate = MetricGate(task_id=f"gate_{weight}", release=spec, weight=weight, shift_task_id=shift.task_id, **ride_out)
             path += [shift, gate]
             gate_ids.append(gate.task_id)
         promote = Promote(task_id="promote", release=spec)
         path.append(promote)
-        watched = path[1:]
         path.append(CompleteRollout(task_id="complete_rollout", release=spec, promote_task_id=promote.task_id, gate_task_ids=gate_ids))
         chain(*path)
         rollback = Rollback(
             task_id="rollback",
             release=spec,
-            watched_task_ids=[t.task_id for t in watched],
-            trigger_rule=TriggerRule.ONE_FAILED,
+            watched_task_ids=[t.task_id for t in path[1:]],
+            pool=ROLLBACK_POOL,
+            priority_weight=ROLLBACK_PRIORITY,
+            weight_rule="absolute",
             retries=max(spec.retries, 3),
             retry_delay=timedelta(seconds=2),
+            retry_exponential_backoff=2.0,
+            max_retry_delay=timedelta(seconds=30),
+            execution_timeout=timedelta(seconds=spec.rollback_deadline + 300),
+        ).as_teardown()  # not a leaf for the run's state: complete_rollout decides it
+        path >> rollback
+    return dag
+
+
+GUARD_DAG_ID = "canary_guard"
+GUARD_SCHEDULE_ENV = "CANARY_GUARD_SCHEDULE"
+
+
+def guard_schedule(value: str | None) -> str | timedelta:
+    """A cron expression or preset, or a duration such as ``30s`` (default: every minute)."""
+    from canary_operators.durations import parse_duration
+
+    value = (value or "").strip() or "* * * * *"
+    try:
+        return timedelta(seconds=parse_duration(value))
+    except ValueError:
+        return value
+
+
+def build_guard_dag(specs: dict[str, Path]) -> DAG:
+    """``canary_guard``: one mapped task per release spec, every minute by default."""
+    from canary_operators.operators.guard_release import GuardRelease
+
+    with DAG(
+        dag_id=GUARD_DAG_ID,
+        description="Puts canaries that no live run owns (paused, deleted, stuck runs) back on stable.",
+        doc_md=__import__("canary_operators.guard", fromlist=["guard"]).__doc__,
+        schedule=guard_schedule(os.environ.get(GUARD_SCHEDULE_ENV)),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=False,  # a guard that starts paused guards nothing
+        dagrun_timeout=timedelta(minutes=5),
+        tags=["canary", "guard"],
+        default_args={"owner": "airflow", "retries": 0, "execution_timeout": timedelta(minutes=2)},
+    ) as dag:
+        GuardRelease.partial(task_id="reconcile", map_index_template="{{ task.release_name }}").expand_kwargs(
+            [{"release_name": name, "spec_path": str(path)} for name, path in sorted(specs.items())]
         )
-        watched >> rollback
     return dag
 
 
@@ -140,16 +199,22 @@ def build_dags(releases_dir: Path | str | None = None, only_dag_id: str | None =
     releases_dir = Path(releases_dir or os.environ.get(RELEASES_DIR_ENV) or default_releases_dir())
     dags: dict[str, DAG] = {}
     errors: list[str] = []
+    guarded: dict[str, Path] = {}
+    want_guard = only_dag_id in (None, GUARD_DAG_ID)
     for path in spec_files(releases_dir):
-        if only_dag_id and only_dag_id != f"canary_{path.stem}":
+        if only_dag_id and only_dag_id != f"canary_{path.stem}" and not want_guard:
             continue  # a task run needs only its own DAG
         try:
             spec = load_spec(path)
-            dags[spec.dag_id] = build_dag(spec, source=path.name)
+            guarded[spec.name] = path
+            if only_dag_id in (None, spec.dag_id):
+                dags[spec.dag_id] = build_dag(spec, source=path.name)
         except SpecError as e:
             log.error("skipping release spec: %s", e)
             errors.append(str(e))
-    if errors:
+    if want_guard and guarded:
+        dags[GUARD_DAG_ID] = build_guard_dag(guarded)
+    if errors and only_dag_id is None:
         dags["canary_invalid_release_specs"] = InvalidReleaseSpecs(errors)
     return dags
 

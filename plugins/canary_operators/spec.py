@@ -235,6 +235,8 @@ class ReleaseSpec(_Strict):
     max_provider_errors: int = Field(default=3, ge=1)
     retries: int = Field(default=2, ge=0)
     retry_delay: Duration = 10.0
+    # The undo retries putting traffic back on stable for this long before it gives up loudly.
+    rollback_deadline: Duration = 900.0
     checks: list[Check] = Field(default_factory=_default_checks, min_length=1)
     sample_ratio: SampleRatioSpec = Field(default_factory=SampleRatioSpec)
     # Share of non-critical checks that must pass (critical checks must always pass).
@@ -256,6 +258,25 @@ class ReleaseSpec(_Strict):
     def gate_steps(self) -> list[int]:
         """The weights that get a gate: every step below 100 (100 is the promotion)."""
         return [s for s in self.steps if s < 100]
+
+    @property
+    def approval_points(self) -> list[int]:
+        """Where a run may ask a person: the spec's points, or before 100% when conf adds approval."""
+        return list(self.approval.before) if self.approval else [100]
+
+    @property
+    def gate_task_timeout(self) -> float:
+        """How long a gate may wait at most: the gate timeout, twice that when a check may hold."""
+        holds = any("hold" in (c.on_no_data, c.on_error, c.on_inconclusive) for c in self.checks)
+        return (2 if holds else 1) * self.gate_timeout
+
+    @property
+    def stale_after(self) -> float:
+        """A run that has not written its status record for this long is stuck (paused, deleted,
+        lost): the longest a healthy step can be silent, plus a minute."""
+        actions = [a.timeout for a in (self.deploy, self.promote, self.after_promote, self.rollback)
+                   if a is not None and hasattr(a, "timeout")]
+        return max([self.gate_task_timeout, *actions]) + 60.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,6 +339,9 @@ def _semantic_issues(spec: ReleaseSpec) -> list[str]:
         previous = step
     if not spec.steps:
         issues.append(_issue("steps", "[]", STEPS_RULE, show_value=False))
+    elif not spec.gate_steps:
+        issues.append(_issue("steps", str(spec.steps), "needs at least one step below 100: with no gate before "
+                             "promotion, the new version would get all traffic unjudged", show_value=False))
     if spec.settle_time >= spec.bake_time:
         issues.append(_issue("settle_time", spec.settle_time, f"must be shorter than bake_time ({spec.bake_time:g}s)"))
     if spec.gate_timeout <= spec.bake_time:
@@ -357,6 +381,10 @@ def _semantic_issues(spec: ReleaseSpec) -> list[str]:
             issues.extend(f"{field}.settings.{i}" for i in _pydantic_issues(e))
         if cls.needs_connection and not backend.conn_id:
             issues.append(_issue(f"{field}.conn_id", None, f"required by {backend.type}"))
+        if field == "router" and spec.promote is None and not getattr(cls, "promotes_natively", False):
+            issues.append(_issue("promote", None, f"required: router {backend.type} cannot promote by itself, and "
+                                 "without a promote action the new version would serve all traffic from the canary "
+                                 "slot; give the action that puts the version into the stable slot"))
     return issues
 
 
@@ -423,13 +451,14 @@ class RunConf(_Strict):
     steps: list[int] = Field(default_factory=list)  # the weights this run moves through
     bake_time: float | None = None  # overrides the spec's minimum bake for this run
     dry_run: bool = False  # decide and report, move no traffic, run no action
-    approval: bool = True  # ask at the spec's approval points (when the spec has any)
+    approval: bool = False  # ask a person at the approval points (the spec's, or before 100%)
+    force_reset: bool = False  # preflight may put a canary left by another run back to 0% first
 
     def takes_step(self, weight: int) -> bool:
         return not self.steps or weight in self.steps
 
 
-CONF_KEYS = {"version", "stable_version", "steps", "bake_time", "dry_run", "approval"}
+CONF_KEYS = {"version", "stable_version", "steps", "bake_time", "dry_run", "approval", "force_reset"}
 
 
 def resolve_run_conf(
@@ -448,18 +477,27 @@ def resolve_run_conf(
             raise SpecError(f"conf.{key}: required (the spec sets no default)")
         if not isinstance(value, str) or not VERSION_PATTERN.match(value):
             raise SpecError(f"conf.{key}={value!r}: must match {VERSION_PATTERN.pattern}")
+    # Conf may only make a release safer: skip steps while a gate remains, lengthen the bake,
+    # add approval. It may not remove the spec's gates, approval or bake time.
     steps = conf.get("steps") or list(spec.steps)
     if (not isinstance(steps, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps)
             or steps != sorted(set(steps)) or steps[-1] != 100 or not set(steps) <= set(spec.steps)):
         raise SpecError(f"conf.steps={steps!r}: must be strictly increasing, end at 100, and use only the spec's steps {spec.steps}")
+    if len(steps) < 2:
+        raise SpecError(f"conf.steps={steps!r}: must keep at least one step below 100, so a gate judges the "
+                        "canary before it gets all traffic")
     bake_time = conf.get("bake_time")
     if bake_time is not None:
-        if isinstance(bake_time, bool) or not isinstance(bake_time, (int, float)) or not spec.settle_time < bake_time < spec.gate_timeout:
-            raise SpecError(f"conf.bake_time={bake_time!r}: must be seconds between settle_time ({spec.settle_time:g}) "
-                            f"and gate_timeout ({spec.gate_timeout:g})")
-    for key in ("dry_run", "approval"):
+        if (isinstance(bake_time, bool) or not isinstance(bake_time, (int, float)) or bake_time != bake_time
+                or not spec.bake_time <= bake_time < spec.gate_timeout):
+            raise SpecError(f"conf.bake_time={bake_time!r}: must be seconds from the spec's bake_time ({spec.bake_time:g}; "
+                            f"conf may only lengthen it) up to below gate_timeout ({spec.gate_timeout:g})")
+    for key in ("dry_run", "approval", "force_reset"):
         if key in conf and not isinstance(conf[key], bool):
             raise SpecError(f"conf.{key}={conf[key]!r}: must be true or false")
+    if spec.approval is not None and conf.get("approval") is False:
+        raise SpecError("conf.approval=false: the spec asks for approval, and conf may only add safety, not remove it")
+    approval = spec.approval is not None or conf.get("approval", False)
     return RunConf(release=spec.name, version=version, stable_version=stable, steps=steps,
                    bake_time=None if bake_time is None else float(bake_time),
-                   dry_run=conf.get("dry_run", False), approval=conf.get("approval", True))
+                   dry_run=conf.get("dry_run", False), approval=approval, force_reset=conf.get("force_reset", False))

@@ -44,7 +44,9 @@ class ApproveStep(RecordsFailure, HITLOperator):
 
     def __init__(self, *, release: ReleaseSpec, weight: int, gate_task_ids: list[str], **kwargs):
         self.go = "Promote" if weight == 100 else "Continue"
-        approval = release.approval
+        from canary_operators.spec import ApprovalSpec
+
+        approval = release.approval or ApprovalSpec()  # conf may add approval to a spec without one
         super().__init__(
             subject=f"{release.name}: approve the step to {weight}%?",
             options=[self.go, ROLL_BACK, HOLD],
@@ -53,6 +55,7 @@ class ApproveStep(RecordsFailure, HITLOperator):
             **kwargs,
         )
         self.release = release
+        self.approval = approval
         self.weight = weight
         self.gate_task_ids = gate_task_ids
 
@@ -62,11 +65,14 @@ class ApproveStep(RecordsFailure, HITLOperator):
             why = "dry run" if run.dry_run else "approval not requested for this run" if not run.approval else "step skipped"
             self.log.info("not asking before %d%%: %s", self.weight, why)
             return {"approved": None, "asked": False, "why": why}
+        from canary_operators.status import record
+
+        record(self.release.name, self.log, phase="awaiting_approval", decision=f"{self.task_id}: waiting for a person")
         gates = {gid: context["ti"].xcom_pull(task_ids=gid, key=EVIDENCE_KEY) for gid in self.gate_task_ids}
         self.body = (
             f"Release **{run.release}** version **{run.version}** (stable: {run.stable_version}) is ready to go "
             f"to **{self.weight}%**. Evidence from the gates so far:\n\n{evidence_table(gates)}\n\n"
-            f"No answer within {self.release.approval.timeout:g}s rolls back."
+            f"No answer within {self.approval.timeout:g}s rolls back."
         )
         return super().execute(context)
 
@@ -83,8 +89,8 @@ class ApproveStep(RecordsFailure, HITLOperator):
             if chosen == HOLD:
                 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 
-                self.log.info("%s asked to hold; asking again in %gs", who, self.release.approval.hold)
-                self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=self.release.approval.hold)), method_name="ask_again")
+                self.log.info("%s asked to hold; asking again in %gs", who, self.approval.hold)
+                self.defer(trigger=TimeDeltaTrigger(timedelta(seconds=self.approval.hold)), method_name="ask_again")
             self.log.info("%s approved the step to %d%%", who, self.weight)
             return {"approved": chosen, "asked": True, "by": who}
         except BaseException as e:

@@ -38,6 +38,29 @@ def build_provider(release: ReleaseSpec, run: RunConf | None = None):
     return provider_class(spec.type)(spec.settings, endpoint_for(spec.conn_id), conn_id=spec.conn_id, run=run)
 
 
+def run_id_of(context) -> str:
+    return context["dag_run"].run_id
+
+
+def run_conf_from_status(status) -> RunConf | None:
+    """The versions a status record names, for building a router when no preflight result is at hand."""
+    if not status.version or not status.stable_version:
+        return None
+    return RunConf(release=status.release, version=status.version, stable_version=status.stable_version)
+
+
+def require_ownership(release: ReleaseSpec, context) -> None:
+    """Fail (no retry) when the guard or another run has taken this release over: this run must
+    not move traffic again."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from canary_operators.status import read_status, taken_over
+
+    why = taken_over(read_status(release.name), run_id_of(context))
+    if why:
+        raise AirflowFailException(f"{release.name}: not moving traffic: {why}")
+
+
 def run_conf_of(context) -> RunConf:
     """The run's versions as preflight resolved them."""
     resolved = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK)

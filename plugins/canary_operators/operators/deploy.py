@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from canary_operators.actions import run_action
-from canary_operators.operators.common import ReleaseOperator, endpoint_for, run_conf_of
+from canary_operators.operators.common import ReleaseOperator, endpoint_for, require_ownership, run_conf_of
+from canary_operators.status import record
 
 
 class DeployCanary(ReleaseOperator):
@@ -16,6 +17,8 @@ class DeployCanary(ReleaseOperator):
         if run.dry_run:
             self.log.info("dry run: would run the deploy action (%s) for %s", self.release.deploy.type, run.version)
             return {"version": run.version, "dry_run": True}
+        require_ownership(self.release, context)
+        record(self.release.name, self.log, phase="deploying", decision=f"deploy_canary: starting {run.version}")
         done = run_action(self.release.deploy, "deploy", run, endpoint_for)
         self.log.info("deployed %s %s to the canary: %s", run.release, run.version, done)
         return {"version": run.version, "action": done}

@@ -79,17 +79,23 @@ def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: f
     return GateLook(decision.outcome, decision.reason, evidence)
 
 
-def reset_to_stable(release: ReleaseSpec, run: RunConf, weight: int, reason: str, log=None) -> dict:
-    """Put all traffic back on stable now; return what happened and how fast."""
+def reset_to_stable(release: ReleaseSpec, run: RunConf, weight: int, reason: str, log=None,
+                    run_id: str | None = None) -> dict:
+    """Put all traffic back on stable now, in one attempt (the undo retries against its deadline);
+    return what happened and how fast. With ``run_id``, record it while that run owns the release."""
+    from canary_operators.status import heartbeat
+
     started = time.monotonic()
     record = {"reason": reason, "weight_before": weight}
     try:
         record["weight_after"] = build_router(release, run).apply(0)
         record["seconds_to_stable"] = round(time.monotonic() - started, 3)
         if log:
-            log.error("gate failed at %d%%; canary set to 0%% in %.3fs: %s", weight, record["seconds_to_stable"], reason)
-    except Exception as e:  # the Rollback task retries the traffic reset
+            log.error("canary at %d%% set to 0%% in %.3fs: %s", weight, record["seconds_to_stable"], reason)
+    except Exception as e:  # the undo task retries the traffic reset against its deadline
         record["error"] = f"{type(e).__name__}: {e}"
         if log:
-            log.error("gate failed at %d%% and the fast reset to stable failed (%s): %s", weight, e, reason)
+            log.error("the fast reset to stable at %d%% failed (%s); the undo keeps trying: %s", weight, e, reason)
+    if run_id:
+        heartbeat(release.name, run_id, log, phase="rolling_back", weight=record.get("weight_after"), decision=reason)
     return record

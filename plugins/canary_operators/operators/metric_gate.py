@@ -17,12 +17,13 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
 from canary_operators.judge import Outcome
-from canary_operators.operators.common import RecordsFailure, run_conf_of
+from canary_operators.operators.common import RecordsFailure, run_conf_of, run_id_of
 from canary_operators.operators.gate_evaluation import evaluate_gate, reset_to_stable
 from canary_operators.spec import ReleaseSpec
 
 EVIDENCE_KEY = "evidence"
 FAST_ROLLBACK_KEY = "fast_rollback"
+GATE_TIMEOUT_MARGIN = 30.0  # seconds past the gate's own timeout before Airflow stops waiting for it
 
 
 class MetricGate(RecordsFailure, BaseSensorOperator):
@@ -32,9 +33,10 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
 
     def __init__(self, *, release: ReleaseSpec, weight: int, shift_task_id: str, **kwargs):
         kwargs.setdefault("poke_interval", release.poke_interval)
-        # Backstop only: the judge applies the timeout policies itself, measured from the shift;
-        # a check with a "hold" policy may keep the gate waiting up to twice the gate timeout.
-        kwargs.setdefault("timeout", 2 * release.gate_timeout + 60)
+        # The judge applies the timeout policies itself, measured from the shift. This bounds the
+        # exposure when nobody judges (no triggerer running): the trigger times out and the task
+        # fails, and the undo puts traffic back.
+        kwargs.setdefault("timeout", release.gate_task_timeout + GATE_TIMEOUT_MARGIN)
         kwargs.setdefault("mode", "reschedule" if release.gate_mode == "reschedule" else "poke")
         super().__init__(**kwargs)
         self.release = release
@@ -83,11 +85,30 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
                     release=self.release.model_dump(mode="json"), run=run.model_dump(mode="json"),
                     weight=self.weight, shifted_at=shifted_at, poke_interval=self.release.poke_interval,
                     rollout_started_at=self._rollout_started_at(context),
+                    run_id=run_id_of(context), task_id=self.task_id,
                 ),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=self.timeout),
             )
         return super().execute(context)
+
+    def resume_execution(self, next_method, next_kwargs, context):
+        """A trigger that timed out or was lost fails the gate for good (no retry), with that reason."""
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except AirflowFailException:
+            raise
+        except Exception as e:
+            from airflow.sdk.exceptions import TaskDeferralError, TaskDeferralTimeout
+
+            if not isinstance(e, (TaskDeferralTimeout, TaskDeferralError)):
+                raise
+            kind = "timed out" if isinstance(e, TaskDeferralTimeout) else "was lost"
+            error = AirflowFailException(
+                f"gate at {self.weight}% {kind} in the triggerer after {self.timeout:g}s without a verdict "
+                f"(is a triggerer running?): {e}")
+            self.record_failure(context, error)
+            raise error from None
 
     def execute_complete(self, context, event: dict):
         try:
@@ -103,14 +124,21 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
             raise
 
     def poke(self, context):
+        from canary_operators.status import heartbeat
+
         run = run_conf_of(context)
         look = evaluate_gate(self.release, run, self.weight, self._shifted_at(context), self._provider_errors,
                              self.log, self._rollout_started_at(context))
         context["ti"].xcom_push(key=EVIDENCE_KEY, value=look.evidence)
         if look.outcome is Outcome.ROLLBACK:
-            record = reset_to_stable(self.release, run, self.weight, look.reason, self.log)
+            record = reset_to_stable(self.release, run, self.weight, f"{self.task_id}: {look.reason}", self.log,
+                                     run_id_of(context))
             context["ti"].xcom_push(key=FAST_ROLLBACK_KEY, value=record)
             raise AirflowFailException(f"gate at {self.weight}% failed: {look.reason}")
+        why = heartbeat(self.release.name, run_id_of(context), self.log, phase="gating",
+                        decision=f"{self.task_id}: {look.outcome.value}: {look.reason}"[:500])
+        if why:
+            raise AirflowFailException(f"gate at {self.weight}% stopped: {why}")
         if look.outcome is Outcome.ADVANCE:
             return PokeReturnValue(is_done=True, xcom_value=look.evidence)
         return False

@@ -1,6 +1,21 @@
-"""Rollback: all traffic back to stable at once, read back, run the rollback action, say why."""
+"""Rollback, the undo: a teardown task, so Airflow runs it however the run ends.
+
+It decides from the release's status record and the router's own weights, not from which task
+failed:
+
+- promoted by this run: nothing to undo;
+- owned by another run that is still alive: not ours, hands off;
+- otherwise: after a partial promote, first the previous stable version back into the stable
+  slot; then the canary to 0% (stable 100%), read back, retried against ``rollback_deadline``;
+  then the spec's ``rollback`` action (when this run deployed anything).
+
+When the deadline passes with traffic not restored, it logs ``TRAFFIC NOT RESTORED:``, calls the
+failure hook, records ``unsafe`` and fails the run.
+"""
 
 from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowFailException
 
 from canary_operators.actions import run_action
 from canary_operators.operators.common import (
@@ -9,16 +24,29 @@ from canary_operators.operators.common import (
     ReleaseOperator,
     build_router,
     endpoint_for,
-    run_conf_of,
+    run_conf_from_status,
+    run_id_of,
 )
+from canary_operators.safety import TrafficNotRestored, report_unsafe, restore_stable
+from canary_operators.spec import RunConf
+from canary_operators.status import read_status, record
+
+ROLLBACK_POOL = "canary_rollback"
+ROLLBACK_PRIORITY = 10_000  # above any gate or shift, so waiting tasks never starve the undo
+
+
+def owner_alive(context, dag_id: str | None, run_id: str | None) -> bool:
+    """Whether the run that owns the record is still running (a deleted run is not)."""
+    if not dag_id or not run_id:
+        return False
+    try:
+        return context["ti"].get_dagrun_state(dag_id=dag_id, run_id=run_id) in ("running", "queued")
+    except Exception:  # noqa: BLE001 - not found: the run was deleted
+        return False
 
 
 class Rollback(ReleaseOperator):
-    """Set the canary to 0% (stable 100%) and verify. Idempotent: safe to retry or re-run.
-
-    Runs with trigger rule ``one_failed``. If preflight failed, this run moved no traffic and
-    there is nothing to undo, so traffic is left as it was.
-    """
+    """Undo whatever this run left unpromoted. Idempotent: safe to retry or re-run."""
 
     ui_color = "#f28b82"
 
@@ -33,18 +61,66 @@ class Rollback(ReleaseOperator):
 
     def run_step(self, context) -> dict:
         failures = self.failures(context)
-        reason = "; ".join(f"{f['task']}: {f['error']}" for f in failures) or "an upstream task failed without a recorded reason"
-        if context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK) is None:
-            self.log.warning("preflight did not pass, so this run moved no traffic; nothing to roll back. Why: %s", reason)
-            return {"canary_weight": None, "reason": reason, "traffic_changed": False}
-        run = run_conf_of(context)
-        if run.dry_run:
-            self.log.warning("dry run: would roll back %s %s to stable. Why: %s", run.release, run.version, reason)
+        reason = "; ".join(f"{f['task']}: {f['error']}" for f in failures) or (
+            "the run ended before promotion (marked failed or success by hand, or a task was stopped)")
+        run_id = run_id_of(context)
+        status = read_status(self.release.name)
+        resolved = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK)
+        run = RunConf.model_validate(resolved) if resolved else None
+        if run is not None and run.dry_run:
+            self.log.warning("dry run: nothing was moved, nothing to undo. Why it ended: %s", reason)
             return {"canary_weight": None, "reason": reason, "traffic_changed": False, "dry_run": True}
-        weight = build_router(self.release, run).apply(0)
-        result = {"version": run.version, "stable_version": run.stable_version, "canary_weight": weight, "reason": reason}
-        if self.release.rollback is not None:
+        owned = status.owned_by(run_id)
+        if status.phase == "promoted":
+            who = "this run" if owned else f"run {status.run_id}"
+            self.log.info("%s %s was promoted by %s; nothing to undo. Why this run ended: %s",
+                          status.release, status.version, who, reason if not owned else "promoted")
+            return {"canary_weight": status.weight, "promoted": owned, "traffic_changed": False,
+                    "reason": "" if owned else reason}
+        if owned:
+            return self._undo(status, run or run_conf_from_status(status), True, reason)
+        if status.run_id and owner_alive(context, status.dag_id, status.run_id):
+            self.log.warning("the release is owned by run %s, which is still running; this run moved no traffic, "
+                             "nothing to undo. Why it ended: %s", status.run_id, reason)
+            return {"canary_weight": None, "reason": reason, "traffic_changed": False}
+        # Not ours, and its owner is gone: put back what it left, if anything.
+        run = run_conf_from_status(status) or run
+        if run is None:
+            self.log.warning("no version is known for %s (preflight did not resolve one and no record names one); "
+                             "nothing this run could have moved. Why it ended: %s", self.release.name, reason)
+            return {"canary_weight": None, "reason": reason, "traffic_changed": False}
+        try:
+            weight = build_router(self.release, run).get_canary_weight()
+        except Exception as e:  # noqa: BLE001 - unreadable: try to restore against the deadline
+            self.log.warning("cannot read the canary's weight (%s); putting traffic back on stable to be safe", e)
+            weight = None
+        if weight == 0:
+            self.log.warning("this run moved no traffic and the canary is at 0%%; nothing to undo. Why it ended: %s", reason)
+            return {"canary_weight": 0, "reason": reason, "traffic_changed": False}
+        return self._undo(status, run, False, reason)
+
+    def _undo(self, status, run: RunConf, owned: bool, reason: str) -> dict:
+        name = self.release.name
+        router = build_router(self.release, run)
+        if owned:
+            record(name, self.log, phase="rolling_back", decision=f"rollback: {reason}"[:500])
+        result: dict = {"version": run.version, "stable_version": run.stable_version, "reason": reason}
+        if owned and "stable_slot" in status.promote_done and "routed" not in status.promote_done:
+            # A partial promote put the new version into the stable slot: put the old one back first.
+            restore = run.model_copy(update={"version": run.stable_version})
+            result["restored_stable"] = run_action(self.release.promote, "promote", restore, endpoint_for)
+            record(name, self.log, promote_done=(), decision=f"rollback: stable slot back on {run.stable_version}")
+        try:
+            restored = restore_stable(router, self.release.rollback_deadline, self.log)
+        except TrafficNotRestored as e:
+            message = report_unsafe(name, e.weight, f"{e}. Why it was rolled back: {reason}", self.log)
+            record(name, self.log, phase="unsafe", weight=e.weight, decision=message[:500])
+            raise AirflowFailException(message) from None
+        result.update(canary_weight=restored["weight_after"], attempts=restored["attempts"],
+                      seconds_to_stable=restored["seconds_to_stable"], traffic_changed=True)
+        if self.release.rollback is not None and owned and status.phase != "idle":
             result["action"] = run_action(self.release.rollback, "rollback", run, endpoint_for)
+        record(name, self.log, phase="rolled_back", weight=restored["weight_after"], decision=f"rollback: {reason}"[:500])
         self.log.error("rolled back %s %s: all traffic on stable %s (canary read back at %d%%). Why: %s",
-                       run.release, run.version, run.stable_version, weight, reason)
+                       name, run.version, run.stable_version, restored["weight_after"], reason)
         return result

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import time
 
-from canary_operators.operators.common import ReleaseOperator, build_router, run_conf_of
+from canary_operators.operators.common import ReleaseOperator, build_router, require_ownership, run_conf_of
+from canary_operators.status import record
 
 
 class ShiftTraffic(ReleaseOperator):
-    """Set the canary to ``weight`` percent (stable gets the rest) and read it back. Idempotent."""
+    """Set the canary to ``weight`` percent (stable gets the rest) and read it back. Idempotent.
+
+    Moves traffic only while this run owns the release's status record: a run the guard has
+    rolled back (paused, stuck) must not push the canary up again when it resumes."""
 
     template_fields = ("weight",)
     ui_color = "#e6f4ea"
@@ -26,7 +30,11 @@ class ShiftTraffic(ReleaseOperator):
         if run.dry_run:
             self.log.info("dry run: would set the canary to %d%% of traffic; traffic stays as it is", weight)
             return {"weight": weight, "dry_run": True, "shifted_at": time.time()}
+        require_ownership(self.release, context)
+        record(self.release.name, self.log, phase="shifting", decision=f"{self.task_id}: moving the canary to {weight}%")
         actual = build_router(self.release, run).apply(weight)
         shifted_at = time.time()
+        record(self.release.name, self.log, phase="gating", weight=actual,
+               decision=f"{self.task_id}: canary at {actual}% (read back)")
         self.log.info("%s: canary now takes %d%% of traffic (read back)", self.release.name, actual)
         return {"weight": actual, "shifted_at": shifted_at}

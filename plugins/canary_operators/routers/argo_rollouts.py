@@ -124,6 +124,7 @@ class RolloutState:
 
 class ArgoRolloutsRouter(TrafficRouter):
     type_name: ClassVar[str] = "argo_rollouts"
+    promotes_natively: ClassVar[bool] = True
     settings_model = ArgoRolloutsSettings
 
     @cached_property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 from canary_operators.backend import Backend
 from canary_operators.exceptions import RouterError, WeightNotApplied
@@ -14,6 +15,10 @@ class TrafficRouter(Backend, ABC):
     ``set_canary_weight`` sets absolute state (stable gets ``100 - percent``), so it is idempotent
     and safe to retry. ``apply`` sets, then reads back and fails if the weight did not take.
     """
+
+    # True when ``promote()`` makes the canary the stable version by itself (Lambda alias, Argo
+    # Rollouts); every other router needs the spec's promote action to fill the stable slot.
+    promotes_natively: ClassVar[bool] = False
 
     @abstractmethod
     def set_canary_weight(self, percent: int) -> None:

@@ -54,6 +54,7 @@ class LambdaAliasRouter(TrafficRouter):
     """Weighted routing of a Lambda alias between stable and the run's version. Idempotent."""
 
     type_name: ClassVar[str] = "lambda_alias"
+    promotes_natively: ClassVar[bool] = True
     settings_model = LambdaAliasSettings
 
     @cached_property

@@ -2,6 +2,9 @@
 
 Each look runs in a thread (``asyncio.to_thread``) so the event loop never blocks. On a failing
 verdict the trigger itself puts traffic back on stable before it fires, keeping rollback fast.
+Each look also writes the release's status record (the guard's progress clock) and stops when the
+guard or another run has taken the release over. A user who marks the deferred task failed or
+success cancels the trigger: ``on_kill`` then puts traffic back on stable at once.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ log = logging.getLogger(__name__)
 
 class MetricGateTrigger(BaseTrigger):
     def __init__(self, release: dict, run: dict, weight: int, shifted_at: float, poke_interval: float,
-                 rollout_started_at: float | None = None):
+                 rollout_started_at: float | None = None, run_id: str | None = None, task_id: str | None = None):
         super().__init__()
         self.rollout_started_at = rollout_started_at
         self.release = release
@@ -25,22 +28,28 @@ class MetricGateTrigger(BaseTrigger):
         self.weight = weight
         self.shifted_at = shifted_at
         self.poke_interval = poke_interval
+        self.run_id = run_id
+        self.task_id = task_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             "canary_operators.triggers.metric_gate.MetricGateTrigger",
             {"release": self.release, "run": self.run_conf, "weight": self.weight,
              "shifted_at": self.shifted_at, "poke_interval": self.poke_interval,
-             "rollout_started_at": self.rollout_started_at},
+             "rollout_started_at": self.rollout_started_at, "run_id": self.run_id, "task_id": self.task_id},
         )
+
+    def _parsed(self):
+        from canary_operators.spec import ReleaseSpec, RunConf
+
+        return ReleaseSpec.model_validate(self.release), RunConf.model_validate(self.run_conf)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from canary_operators.judge import Outcome
         from canary_operators.operators.gate_evaluation import evaluate_gate, reset_to_stable
-        from canary_operators.spec import ReleaseSpec, RunConf
+        from canary_operators.status import heartbeat
 
-        release = ReleaseSpec.model_validate(self.release)
-        run = RunConf.model_validate(self.run_conf)
+        release, run = self._parsed()
         provider_errors: dict[str, int] = {}
         looks = 0
         while True:
@@ -48,11 +57,31 @@ class MetricGateTrigger(BaseTrigger):
             look = await asyncio.to_thread(evaluate_gate, release, run, self.weight, self.shifted_at,
                                              provider_errors, log, self.rollout_started_at)
             if look.outcome is Outcome.ROLLBACK:
-                record = await asyncio.to_thread(reset_to_stable, release, run, self.weight, look.reason, log)
+                record = await asyncio.to_thread(reset_to_stable, release, run, self.weight,
+                                                 f"{self.task_id or 'gate'}: {look.reason}", log, self.run_id)
                 yield TriggerEvent({"outcome": "rollback", "reason": look.reason, "evidence": look.evidence,
                                     "fast_rollback": record, "looks": looks})
                 return
+            if self.run_id:
+                why = await asyncio.to_thread(heartbeat, release.name, self.run_id, log, phase="gating",
+                                              decision=f"{self.task_id or 'gate'}: {look.outcome.value}: {look.reason}"[:500])
+                if why:
+                    yield TriggerEvent({"outcome": "rollback", "reason": f"stopped: {why}", "evidence": look.evidence,
+                                        "fast_rollback": {"reason": why}, "looks": looks})
+                    return
             if look.outcome is Outcome.ADVANCE:
                 yield TriggerEvent({"outcome": "advance", "reason": look.reason, "evidence": look.evidence, "looks": looks})
                 return
             await asyncio.sleep(self.poke_interval)
+
+    async def on_kill(self) -> None:
+        """The user marked the deferred gate failed or success (or cleared it): nobody judges the
+        canary any more, so it goes back to stable now. The undo task finishes the job."""
+        from canary_operators.operators.gate_evaluation import reset_to_stable
+
+        release, run = self._parsed()
+        if run.dry_run:
+            return
+        await asyncio.to_thread(reset_to_stable, release, run, self.weight,
+                                f"{self.task_id or 'gate'}: the gate was stopped by a user action while it judged "
+                                f"the canary at {self.weight}%", log, self.run_id)

@@ -1,0 +1,74 @@
+"""GuardRelease: one release's sweep in ``canary_guard`` (one mapped task per spec, so one router
+that is down never fails the others)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from canary_operators.guard import guard_verdict
+from canary_operators.operators.common import build_router, run_conf_from_status
+from canary_operators.safety import TrafficNotRestored, notify_failure, report_unsafe, restore_stable
+from canary_operators.spec import RunConf, load_spec
+from canary_operators.status import read_status, record
+
+GUARD_RESTORE_BUDGET = 45.0  # seconds per sweep; the next sweep tries again
+
+
+def owner_state(context, dag_id: str | None, run_id: str | None) -> str | None:
+    """The owning run's state; None when there is none or it was deleted."""
+    if not dag_id or not run_id:
+        return None
+    try:
+        return str(context["ti"].get_dagrun_state(dag_id=dag_id, run_id=run_id))
+    except Exception as e:
+        if "404" in str(e) or "not found" in str(e).lower() or "NOT_FOUND" in str(e):
+            return None
+        raise
+
+
+class GuardRelease(BaseOperator):
+    """Read the router's weight and the status record; put an orphaned canary back on stable."""
+
+    ui_color = "#fde2e4"
+
+    def __init__(self, *, release_name: str, spec_path: str, **kwargs):
+        super().__init__(**kwargs)
+        self.release_name = release_name
+        self.spec_path = spec_path
+
+    def execute(self, context) -> dict:
+        spec = load_spec(Path(self.spec_path))
+        status = read_status(spec.name)
+        run = run_conf_from_status(status) or self._fallback_run(spec)
+        if run is None:
+            self.log.info("%s: no version is known yet (no run has recorded one); nothing to check", spec.name)
+            return {"release": spec.name, "acted": False, "reason": "no version known"}
+        router = build_router(spec, run)
+        weight = router.get_canary_weight()
+        state = owner_state(context, status.dag_id, status.run_id)
+        verdict = guard_verdict(status, weight, state, time.time(), spec.stale_after)
+        if not verdict.act:
+            self.log.info("%s: %s", spec.name, verdict.reason)
+            return {"release": spec.name, "acted": False, "weight": weight, "reason": verdict.reason}
+        if weight > 0:
+            try:
+                restored = restore_stable(router, min(GUARD_RESTORE_BUDGET, spec.rollback_deadline), self.log)
+            except TrafficNotRestored as e:
+                message = report_unsafe(spec.name, e.weight, f"{verdict.reason}; {e}", self.log)
+                record(spec.name, self.log, phase="unsafe", weight=e.weight, decision=message[:500])
+                raise AirflowFailException(message) from None
+            weight = restored["weight_after"]
+        record(spec.name, self.log, phase="rolled_back", weight=weight, decision=verdict.reason[:500])
+        notify_failure(spec.name, f"{verdict.reason}; canary now at {weight}% (read back)", self.log)
+        return {"release": spec.name, "acted": True, "weight": weight, "reason": verdict.reason}
+
+    @staticmethod
+    def _fallback_run(spec) -> RunConf | None:
+        version = spec.default_version or spec.stable_version
+        if not version or not spec.stable_version:
+            return None
+        return RunConf(release=spec.name, version=version, stable_version=spec.stable_version)

@@ -1,0 +1,117 @@
+"""One status record per release (Argo Rollouts' ``status``): every step writes it, every reader trusts it.
+
+The record says which run owns the release, how far it got (``phase``), the canary's last known
+weight and the last decision. The undo, the guard, preflight and the CI client decide from it
+(and from the router's own weights), never from which task happened to fail.
+
+It is stored in an Airflow Variable per release (``canary_status__<name>``), so it survives task
+retries, triggerer restarts and deleted runs, and it is read and written only through Airflow's
+public interface. ``ReleaseStatus`` itself is pure; ``read_status``/``write_status`` do the I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Phase = Literal["idle", "deploying", "shifting", "gating", "awaiting_approval", "promoting", "promoted",
+                "rolling_back", "rolled_back", "unsafe"]
+# A run in one of these phases is mid-way: it may have moved traffic and not put it back yet.
+MID_WAY: frozenset[str] = frozenset({"deploying", "shifting", "gating", "awaiting_approval", "promoting", "rolling_back"})
+# Steps of a promotion, in Flagger's order; a retried promote skips the ones already done.
+PROMOTE_STEPS = ("stable_slot", "routed", "after_promote")
+
+
+def status_variable(release: str) -> str:
+    return f"canary_status__{release}"
+
+
+class ReleaseStatus(BaseModel):
+    """The release's state as its last writer left it. Immutable: ``advance`` returns a new one."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    release: str
+    phase: Phase = "idle"
+    run_id: str | None = None  # the owning run
+    dag_id: str | None = None
+    version: str | None = None
+    stable_version: str | None = None
+    weight: int | None = None  # the canary's weight as last set or read back, in percent
+    decision: str = ""  # the last decision and its reason, e.g. "gate_10: rollback: error rate …"
+    promote_done: tuple[str, ...] = ()  # PROMOTE_STEPS already done by the owning run
+    updated_at: float = Field(default_factory=time.time)  # epoch seconds; the guard's progress clock
+
+    def advance(self, **changes) -> "ReleaseStatus":
+        """A copy with ``changes`` and a fresh ``updated_at``."""
+        return self.model_copy(update={**changes, "updated_at": time.time()})
+
+    @property
+    def mid_way(self) -> bool:
+        return self.phase in MID_WAY
+
+    def owned_by(self, run_id: str | None) -> bool:
+        return run_id is not None and self.run_id == run_id
+
+    def describe(self) -> str:
+        weight = "unknown" if self.weight is None else f"{self.weight}%"
+        return f"{self.release}: {self.phase} (canary {weight}, run {self.run_id or '-'}): {self.decision or 'no decision yet'}"
+
+
+def read_status(release: str) -> ReleaseStatus:
+    """The release's record; an ``idle`` record with no owner when none was written yet."""
+    from airflow.sdk import Variable
+
+    raw = Variable.get(status_variable(release), default=None, deserialize_json=True)
+    if not raw:
+        return ReleaseStatus(release=release, updated_at=0.0)
+    return ReleaseStatus.model_validate({**raw, "release": release})
+
+
+def write_status(status: ReleaseStatus) -> ReleaseStatus:
+    from airflow.sdk import Variable
+
+    Variable.set(status_variable(status.release), status.model_dump(mode="json"), serialize_json=True,
+                 description="Canary release status record (written by canary_operators; do not edit by hand)")
+    return status
+
+
+def record(release: str, log=None, strict: bool = False, **changes) -> ReleaseStatus | None:
+    """Read, change, write. Unless ``strict``, never raises: a lost status write must not fail a
+    gate or an undo, whose real work is the traffic. Returns the written record, or None."""
+    try:
+        return write_status(read_status(release).advance(**changes))
+    except Exception as e:  # noqa: BLE001 - logged; the caller's own work goes on
+        if strict:
+            raise
+        if log:
+            log.warning("could not write the status record of %s: %s", release, e)
+        return None
+
+
+def taken_over(status: ReleaseStatus, run_id: str) -> str | None:
+    """Why this run may no longer move traffic (another run or the guard took the release over),
+    or None when it still owns it."""
+    if not status.owned_by(run_id):
+        return f"the release is now owned by run {status.run_id or '(none)'}, not this run {run_id}"
+    if status.phase in ("rolled_back", "unsafe", "rolling_back"):
+        return f"the release was {status.phase.replace('_', ' ')} while this run waited: {status.decision}"
+    return None
+
+
+def heartbeat(release: str, run_id: str, log=None, **changes) -> str | None:
+    """A step's progress write: if this run still owns the release, record ``changes``; else
+    return why not (the caller stops moving traffic). A failed read or write returns None: the
+    gate goes on, and the guard's staleness clock is the only thing that suffers."""
+    try:
+        current = read_status(release)
+        why = taken_over(current, run_id)
+        if why:
+            return why
+        write_status(current.advance(**changes))
+    except Exception as e:  # noqa: BLE001
+        if log:
+            log.warning("could not write the status record of %s: %s", release, e)
+    return None
