@@ -9,10 +9,12 @@
 3. triggers POST /api/v2/dags/{dag}/dagRuns with conf {version, ...} and a run id derived from
    the commit, so a re-run of the same CI job follows the same release instead of starting another;
 4. prints each step as it happens: the weight, each gate's verdict and reason;
-5. exits 0 when the release was promoted (or there was nothing to release, or a dry run
+5. reads the outcome from the release's status record (Variable ``canary_status__<release>``),
+   never from the run's state alone: a run marked success by hand is not a promotion;
+6. exits 0 when this run promoted the release (or there was nothing to release, or a dry run
    finished), 1 when it was rolled back, 2 on an error or a timeout: Airflow unreachable, bad
    credentials, conf refused (HTTP 400) or refused by preflight (no traffic moved), a rollback
-   that did not finish, or the run still going after --timeout.
+   that did not finish (traffic not restored), or the run still going after --timeout.
 
 Only the standard library and requests.
 """
@@ -118,6 +120,8 @@ def describe(task_id: str, state: str, api: Airflow, dag_id: str, run_id: str) -
         return "\n".join(lines)
     if task_id == "rollback" and state == "success":
         rolled = api.xcom(dag_id, run_id, task_id) or {}
+        if rolled.get("promoted"):
+            return "rollback: nothing to undo, the release was promoted"
         if rolled.get("traffic_changed") is False:
             return f"rollback: nothing to undo, this run moved no traffic. Why: {rolled.get('reason', 'see the task log')}"
         return f"rollback: traffic back on stable. Why: {rolled.get('reason', 'see the task log')}"
@@ -195,18 +199,49 @@ def main(argv: list[str] | None = None, out=print) -> int:
         return ERROR
 
 
+def release_record(api: Airflow, dag_id: str) -> dict | None:
+    """The release's status record, or None when it cannot be read (none yet, or no permission)."""
+    release = dag_id.removeprefix("canary_")
+    answer = api.call("GET", f"/variables/canary_status__{release}")
+    if answer.status_code != 200:
+        return None
+    try:
+        value = answer.json().get("value")
+        record = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def outcome(api: Airflow, dag_id: str, run_id: str, version: str, state: str, out=print) -> int:
     """The exit code of a finished run, with a last line that says what happened."""
     preflight = api.xcom(dag_id, run_id, "preflight")
-    if state == "success":
-        if preflight is None:
-            out("nothing to release: the version is already stable")
-        elif isinstance(preflight, dict) and preflight.get("dry_run"):
-            out(f"DRY RUN of {version} complete: no traffic moved, nothing promoted (see the gates above)")
-        else:
-            out(f"PROMOTED {version}")
+    if state == "success" and preflight is None:
+        out("nothing to release: the version is already stable")
         return PROMOTED
+    if state == "success" and isinstance(preflight, dict) and preflight.get("dry_run"):
+        out(f"DRY RUN of {version} complete: no traffic moved, nothing promoted (see the gates above)")
+        return PROMOTED
+    record = release_record(api, dag_id)
     tis = api.json("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100}).get("task_instances", [])
+    states = {ti["task_id"]: ti.get("state") for ti in tis}
+    ours = record is not None and record.get("run_id") == run_id
+    if record is None:
+        out("warning: cannot read the release's status record (Variable canary_status__…); judging from the tasks")
+        promoted = states.get("promote") == "success" and states.get("complete_rollout") == "success"
+    else:
+        promoted = ours and record.get("phase") == "promoted"
+    if promoted:
+        if state != "success":
+            out(f"warning: {version} was promoted, but the run ended {state}: see the Airflow UI (e.g. after_promote)")
+        out(f"PROMOTED {version}")
+        return PROMOTED
+    if ours and record.get("phase") == "unsafe":
+        out(f"error: TRAFFIC NOT RESTORED for {version}: {record.get('decision', '')}: check the traffic split now")
+        return ERROR
+    if state == "success":  # marked success by hand: the undo ran, nothing was promoted
+        out(f"warning: the run ended success but {version} was NOT promoted "
+            f"(release record: {(record or {}).get('phase', 'unknown')})")
     rollback_state = next((ti.get("state") for ti in tis if ti["task_id"] == "rollback"), None)
     rolled = api.xcom(dag_id, run_id, "rollback") or {}
     reason = rolled.get("reason", "see the Airflow UI")

@@ -14,6 +14,7 @@ conf wants approval. ``canary_guard`` sweeps every release for canaries no live 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -115,8 +116,8 @@ def build_dag(spec: ReleaseSpec, source: str = "") -> DAG:
     ) as dag:
         # Infrastructure blips (the API server away for a minute) are retried with backoff; a
         # failing verdict raises AirflowFailException and is never retried.
-        ride_out = dict(retries=max(spec.retries, 4), retry_exponential_backoff=2.0,
-                        max_retry_delay=timedelta(seconds=60))
+        ride_out = dict(retries=max(spec.retries, 5), retry_delay=timedelta(seconds=max(spec.retry_delay, 5.0)),
+                        retry_exponential_backoff=2.0, max_retry_delay=timedelta(seconds=60))
         path = [Preflight(task_id=PREFLIGHT_TASK, release=spec)]
         if spec.deploy is not None:
             path.append(DeployCanary(task_id="deploy_canary", release=spec))
@@ -200,12 +201,18 @@ def build_dags(releases_dir: Path | str | None = None, only_dag_id: str | None =
     dags: dict[str, DAG] = {}
     errors: list[str] = []
     guarded: dict[str, Path] = {}
+    targets: dict[str, str] = {}  # router target → the spec file that claimed it
     want_guard = only_dag_id in (None, GUARD_DAG_ID)
     for path in spec_files(releases_dir):
         if only_dag_id and only_dag_id != f"canary_{path.stem}" and not want_guard:
             continue  # a task run needs only its own DAG
         try:
             spec = load_spec(path)
+            target = json.dumps([spec.router.type, spec.router.conn_id, spec.router.settings], sort_keys=True, default=str)
+            if target in targets:
+                raise SpecError(f"{path.name}: router: the same traffic target as {targets[target]}; one release per "
+                                "target, since the safe start and canary_guard judge a target by its one status record")
+            targets[target] = path.name
             guarded[spec.name] = path
             if only_dag_id in (None, spec.dag_id):
                 dags[spec.dag_id] = build_dag(spec, source=path.name)

@@ -237,6 +237,9 @@ class ReleaseSpec(_Strict):
     retry_delay: Duration = 10.0
     # The undo retries putting traffic back on stable for this long before it gives up loudly.
     rollback_deadline: Duration = 900.0
+    # canary_guard resets a canary whose owning run has not written its status record for this
+    # long (paused, stuck, deleted). Default: the longest a healthy step is silent, plus 2 minutes.
+    stale_after: Duration | None = None
     checks: list[Check] = Field(default_factory=_default_checks, min_length=1)
     sample_ratio: SampleRatioSpec = Field(default_factory=SampleRatioSpec)
     # Share of non-critical checks that must pass (critical checks must always pass).
@@ -271,12 +274,16 @@ class ReleaseSpec(_Strict):
         return (2 if holds else 1) * self.gate_timeout
 
     @property
-    def stale_after(self) -> float:
-        """A run that has not written its status record for this long is stuck (paused, deleted,
-        lost): the longest a healthy step can be silent, plus a minute."""
-        actions = [a.timeout for a in (self.deploy, self.promote, self.after_promote, self.rollback)
-                   if a is not None and hasattr(a, "timeout")]
-        return max([self.gate_task_timeout, *actions]) + 60.0
+    def silence_limit(self) -> float:
+        """How long the owning run may go without writing its status record before the guard
+        takes it for stuck: ``stale_after``, or the longest silent step (an action, two gate
+        looks, an approval hold) plus two minutes of scheduling slack."""
+        if self.stale_after is not None:
+            return self.stale_after
+        silent = [a.timeout for a in (self.deploy, self.promote, self.after_promote, self.rollback)
+                  if a is not None and hasattr(a, "timeout")]
+        silent += [2 * self.poke_interval, self.approval.hold if self.approval else 0.0]
+        return max(silent) + 120.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,6 +355,9 @@ def _semantic_issues(spec: ReleaseSpec) -> list[str]:
         issues.append(_issue("gate_timeout", spec.gate_timeout, f"must be longer than bake_time ({spec.bake_time:g}s)"))
     if spec.poke_interval <= 0:
         issues.append(_issue("poke_interval", spec.poke_interval, "must be more than 0"))
+    if spec.stale_after is not None and spec.stale_after <= 2 * spec.poke_interval:
+        issues.append(_issue("stale_after", spec.stale_after, f"must be longer than two gate looks "
+                             f"(2 × poke_interval = {2 * spec.poke_interval:g}s), or the guard resets live gates"))
     seen: set[str] = set()
     for i, check in enumerate(spec.checks):
         if check.name in seen:

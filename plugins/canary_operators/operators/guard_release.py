@@ -50,7 +50,7 @@ class GuardRelease(BaseOperator):
         router = build_router(spec, run)
         weight = router.get_canary_weight()
         state = owner_state(context, status.dag_id, status.run_id)
-        verdict = guard_verdict(status, weight, state, time.time(), spec.stale_after)
+        verdict = guard_verdict(status, weight, state, time.time(), spec.silence_limit)
         if not verdict.act:
             self.log.info("%s: %s", spec.name, verdict.reason)
             return {"release": spec.name, "acted": False, "weight": weight, "reason": verdict.reason}

@@ -4,8 +4,9 @@ It decides from the release's status record and the router's own weights, not fr
 failed:
 
 - promoted by this run: nothing to undo;
-- owned by another run that is still alive: not ours, hands off;
-- otherwise: after a partial promote, first the previous stable version back into the stable
+- not owned by this run (preflight refused, or never ran): this run moved nothing, hands off;
+  an orphan that another run left is the guard's to reset;
+- owned by this run: after a partial promote, first the previous stable version back into the stable
   slot; then the canary to 0% (stable 100%), read back, retried against ``rollback_deadline``;
   then the spec's ``rollback`` action (when this run deployed anything).
 
@@ -79,25 +80,13 @@ class Rollback(ReleaseOperator):
                     "reason": "" if owned else reason}
         if owned:
             return self._undo(status, run or run_conf_from_status(status), True, reason)
-        if status.run_id and owner_alive(context, status.dag_id, status.run_id):
-            self.log.warning("the release is owned by run %s, which is still running; this run moved no traffic, "
-                             "nothing to undo. Why it ended: %s", status.run_id, reason)
-            return {"canary_weight": None, "reason": reason, "traffic_changed": False}
-        # Not ours, and its owner is gone: put back what it left, if anything.
-        run = run_conf_from_status(status) or run
-        if run is None:
-            self.log.warning("no version is known for %s (preflight did not resolve one and no record names one); "
-                             "nothing this run could have moved. Why it ended: %s", self.release.name, reason)
-            return {"canary_weight": None, "reason": reason, "traffic_changed": False}
-        try:
-            weight = build_router(self.release, run).get_canary_weight()
-        except Exception as e:  # noqa: BLE001 - unreadable: try to restore against the deadline
-            self.log.warning("cannot read the canary's weight (%s); putting traffic back on stable to be safe", e)
-            weight = None
-        if weight == 0:
-            self.log.warning("this run moved no traffic and the canary is at 0%%; nothing to undo. Why it ended: %s", reason)
-            return {"canary_weight": 0, "reason": reason, "traffic_changed": False}
-        return self._undo(status, run, False, reason)
+        # Not ours: this run moved no traffic (preflight refused or never ran). Whatever another run
+        # left behind is the guard's to reset, not this run's undo.
+        owner = status.run_id or "(no run)"
+        alive = " (still running)" if owner_alive(context, status.dag_id, status.run_id) else ""
+        self.log.warning("this run does not own %s (owner: %s%s); it moved no traffic, nothing to undo. Why it ended: %s",
+                         self.release.name, owner, alive, reason)
+        return {"canary_weight": None, "reason": reason, "traffic_changed": False}
 
     def _undo(self, status, run: RunConf, owned: bool, reason: str) -> dict:
         name = self.release.name
