@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import requests
@@ -163,6 +164,7 @@ class AirflowServices:
         }
         self.airflow = str(Path(bin_dir) / "airflow")
         self.procs: dict[str, subprocess.Popen] = {}
+        self.stopped: set[str] = set()  # components stopped on purpose by a test
         self.pgid: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -173,16 +175,13 @@ class AirflowServices:
         (self.logs / "db-migrate.log").write_text(migrate.stdout + migrate.stderr)
         if migrate.returncode != 0:
             raise AirflowStartError(f"airflow db migrate exited {migrate.returncode}:\n{tail(self.logs / 'db-migrate.log')}")
-        for name, command in COMPONENTS.items():
-            log = open(self.logs / f"{name}.log", "wb")
-            # One process group for all four (the first one leads it), so one signal stops them.
-            group = 0 if self.pgid is None else self.pgid
-            proc = subprocess.Popen([self.airflow, *command], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, cwd=self.home, process_group=group)
-            log.close()
-            self.procs[name] = proc
-            if self.pgid is None:
-                self.pgid = proc.pid
+        # The undo (rollback task) runs in its own pool; a task in a missing pool is never scheduled.
+        pool = subprocess.run([self.airflow, "pools", "set", "canary_rollback", "16", "undo of canary releases"],
+                              env=self.env, capture_output=True, text=True, timeout=120)
+        if pool.returncode != 0:
+            raise AirflowStartError(f"airflow pools set exited {pool.returncode}: {pool.stderr[-2000:]}")
+        for name in COMPONENTS:
+            self.start_component(name)
         try:
             self._wait_healthy(timeout)
         except BaseException:
@@ -190,11 +189,44 @@ class AirflowServices:
             raise
         return self
 
+    def start_component(self, name: str) -> None:
+        """Start one component, appending to its log. All share one process group (the first
+        one started leads it), so one signal stops them."""
+        log = open(self.logs / f"{name}.log", "ab")
+        group = 0 if self.pgid is None else self.pgid
+        proc = subprocess.Popen([self.airflow, *COMPONENTS[name]], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=self.home, process_group=group)
+        log.close()
+        self.procs[name] = proc
+        self.stopped.discard(name)
+        if self.pgid is None:
+            self.pgid = proc.pid
+
+    def stop_component(self, name: str, timeout: float = 15) -> None:
+        """Stop one component and everything below it (a fault injected on purpose)."""
+        proc = self.procs[name]
+        self.stopped.add(name)
+        pids = [proc.pid, *descendants(proc.pid)]
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            try:
+                proc.wait(timeout)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+    def wait_healthy(self, timeout: float = 90) -> None:
+        self._wait_healthy(timeout)
+
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last = "no answer yet"
         while time.monotonic() < deadline:
-            dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+            dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None and n not in self.stopped}
             if dead:
                 raise AirflowStartError(f"Airflow component(s) exited during start-up: {dead}\n{self.log_tails()}")
             try:
@@ -340,3 +372,94 @@ class AirflowServices:
                 raise AirflowStartError(f"DAG {dag_id} not parsed (waited {timeout:g}s at most); import errors:\n{shown}\n"
                                         f"{self.log_tails(20)}")
             time.sleep(0.5)
+
+
+FINISHED = ("success", "failed")
+
+
+class ReleaseApi:
+    """The REST API v2 as the admin, for one DAG: thin helpers that fail with the answer's body."""
+
+    def __init__(self, services: AirflowServices, dag_id: str):
+        self.services = services
+        self.dag_id = dag_id
+        self.session = services.api()
+        self.url = services.url + "/api/v2"
+
+    def request(self, method: str, path: str, ok=(200,), **kwargs) -> requests.Response:
+        answer = self.session.request(method, self.url + path, timeout=15, **kwargs)
+        if ok and answer.status_code not in ok:
+            raise AssertionError(f"{method} {path}: HTTP {answer.status_code}: {answer.text[:1000]}")
+        return answer
+
+    def get(self, path: str, **kwargs) -> dict:
+        return self.request("GET", path, **kwargs).json()
+
+    def trigger(self, conf: dict, run_id: str | None = None, ok=(200,)) -> requests.Response:
+        body = {"logical_date": None, "dag_run_id": run_id or f"e2e__{uuid.uuid4().hex[:10]}", "conf": conf}
+        return self.request("POST", f"/dags/{self.dag_id}/dagRuns", json=body, ok=ok)
+
+    def run(self, run_id: str) -> dict:
+        return self.get(f"/dags/{self.dag_id}/dagRuns/{run_id}")
+
+    def tis(self, run_id: str) -> dict[str, dict]:
+        body = self.get(f"/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
+        return {ti["task_id"]: ti for ti in body["task_instances"]}
+
+    def states(self, run_id: str) -> dict[str, str | None]:
+        return {task_id: ti["state"] for task_id, ti in self.tis(run_id).items()}
+
+    def xcom(self, run_id: str, task_id: str, key: str = "return_value"):
+        answer = self.request("GET", f"/dags/{self.dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
+                              ok=(), params={"deserialize": "true", "stringify": "false"})
+        if answer.status_code != 200:
+            return None
+        value = answer.json()["value"]
+        return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
+
+    def mismatches(self, run_id: str) -> str:
+        found = self.services.state_mismatches(run_id)
+        return ("\nThe scheduler marked a task failed on a late executor event (an Airflow 3.3.2 race, see "
+                "AirflowServices.wait_parked):\n" + "\n".join(found)) if found else ""
+
+    def wait_run(self, run_id: str, states=FINISHED, timeout: float = 150) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.run(run_id)
+            if run["state"] in states:
+                return run
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run {run_id} still {run['state']} after {timeout:g}s; tasks: {self.states(run_id)}"
+                                     f"{self.mismatches(run_id)}")
+            time.sleep(0.5)
+
+    def wait_for_question(self, run_id: str, task_id: str = "approve_100", parks: int = 1) -> str:
+        """Wait until the approval task asks (awaiting_input on 3.3) and it is safe to answer."""
+        state = self.wait_task(run_id, task_id, ("awaiting_input", "deferred"))
+        self.services.wait_parked(run_id, task_id, parks)  # see AirflowServices.wait_parked: a 3.3.2 race
+        return state
+
+    def wait_task(self, run_id: str, task_id: str, states, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.states(run_id).get(task_id)
+            if state in states:
+                return state
+            run_state = self.run(run_id)["state"]
+            if run_state in FINISHED or time.monotonic() > deadline:
+                why = (self.xcom(run_id, "rollback") or {}).get("reason")
+                raise AssertionError(f"{task_id} never reached {states} (run {run_state}); tasks: {self.states(run_id)}; "
+                                     f"rollback reason: {why}{self.mismatches(run_id)}")
+            time.sleep(0.5)
+
+    def status(self) -> dict:
+        """The release's status record (Variable ``canary_status__<release>``), {} when none."""
+        release = self.dag_id.removeprefix("canary_")
+        answer = self.request("GET", f"/variables/canary_status__{release}", ok=())
+        if answer.status_code != 200:
+            return {}
+        value = answer.json()["value"]
+        return json.loads(value) if isinstance(value, str) else value
+
+    def pause(self, paused: bool, dag_id: str | None = None) -> None:
+        self.request("PATCH", f"/dags/{dag_id or self.dag_id}", json={"is_paused": paused})

@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from tests.airflow_services import AirflowServices
+from tests.airflow_services import AirflowServices, ReleaseApi
 from tests.conftest import ADMIN_TOKEN, free_port, load_module, wait_until
 
 RELEASE = "e2e"
@@ -101,84 +101,9 @@ def airflow(demo_stack, tmp_path_factory):
         services.stop()
 
 
-class Api:
-    """The REST API v2 as the admin: thin helpers that fail with the answer's body."""
-
-    def __init__(self, services: AirflowServices):
-        self.services = services
-        self.session = services.api()
-        self.url = services.url + "/api/v2"
-
-    def request(self, method: str, path: str, ok=(200,), **kwargs) -> requests.Response:
-        answer = self.session.request(method, self.url + path, timeout=15, **kwargs)
-        if ok and answer.status_code not in ok:
-            raise AssertionError(f"{method} {path}: HTTP {answer.status_code}: {answer.text[:1000]}")
-        return answer
-
-    def get(self, path: str, **kwargs) -> dict:
-        return self.request("GET", path, **kwargs).json()
-
-    def trigger(self, conf: dict, run_id: str | None = None, ok=(200,)) -> requests.Response:
-        body = {"logical_date": None, "dag_run_id": run_id or f"e2e__{uuid.uuid4().hex[:10]}", "conf": conf}
-        return self.request("POST", f"/dags/{DAG_ID}/dagRuns", json=body, ok=ok)
-
-    def run(self, run_id: str) -> dict:
-        return self.get(f"/dags/{DAG_ID}/dagRuns/{run_id}")
-
-    def tis(self, run_id: str) -> dict[str, dict]:
-        body = self.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
-        return {ti["task_id"]: ti for ti in body["task_instances"]}
-
-    def states(self, run_id: str) -> dict[str, str | None]:
-        return {task_id: ti["state"] for task_id, ti in self.tis(run_id).items()}
-
-    def xcom(self, run_id: str, task_id: str, key: str = "return_value"):
-        answer = self.request("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}",
-                              ok=(), params={"deserialize": "true", "stringify": "false"})
-        if answer.status_code != 200:
-            return None
-        value = answer.json()["value"]
-        return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
-
-    def mismatches(self, run_id: str) -> str:
-        found = self.services.state_mismatches(run_id)
-        return ("\nThe scheduler marked a task failed on a late executor event (an Airflow 3.3.2 race, see "
-                "AirflowServices.wait_parked):\n" + "\n".join(found)) if found else ""
-
-    def wait_run(self, run_id: str, states=FINISHED, timeout: float = 150) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            run = self.run(run_id)
-            if run["state"] in states:
-                return run
-            if time.monotonic() > deadline:
-                raise AssertionError(f"run {run_id} still {run['state']} after {timeout:g}s; tasks: {self.states(run_id)}"
-                                     f"{self.mismatches(run_id)}")
-            time.sleep(0.5)
-
-    def wait_for_question(self, run_id: str, task_id: str = "approve_100", parks: int = 1) -> str:
-        """Wait until the approval task asks (awaiting_input on 3.3) and it is safe to answer."""
-        state = self.wait_task(run_id, task_id, ("awaiting_input", "deferred"))
-        self.services.wait_parked(run_id, task_id, parks)  # see AirflowServices.wait_parked: a 3.3.2 race
-        return state
-
-    def wait_task(self, run_id: str, task_id: str, states, timeout: float = 120) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.states(run_id).get(task_id)
-            if state in states:
-                return state
-            run_state = self.run(run_id)["state"]
-            if run_state in FINISHED or time.monotonic() > deadline:
-                why = (self.xcom(run_id, "rollback") or {}).get("reason")
-                raise AssertionError(f"{task_id} never reached {states} (run {run_state}); tasks: {self.states(run_id)}; "
-                                     f"rollback reason: {why}{self.mismatches(run_id)}")
-            time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def api(airflow):
-    return Api(airflow)
+    return ReleaseApi(airflow, DAG_ID)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +125,7 @@ def deploy(url: str, version: str) -> None:
                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=2).raise_for_status()
 
 
-def reset(stack, api: Api, unpause: bool = True) -> None:
+def reset(stack, api: ReleaseApi, unpause: bool = True) -> None:
     """No unfinished run; stable v1 with all traffic, canary v1 with none; no recorded promotion."""
     runs = api.get(f"/dags/{DAG_ID}/dagRuns", params={"limit": 100})["dag_runs"]
     for run in runs:

@@ -2,13 +2,15 @@
 
 For steps [1, 5, 25, 50, 100]::
 
-    preflight → (deploy_canary) → shift_to_1 → gate_1 → … → gate_50 → approve_100 → promote → complete_rollout
-    rollback: a teardown after every task, so Airflow runs it however the run ends
+    preflight → (deploy_canary) → shift_to_1 → gate_1 → … → gate_50 → approve_100 → promote
+    rollback:         a teardown after every task above, so Airflow runs it however the run ends
+    complete_rollout: a teardown after rollback; the only task that decides the run's state
 
 ``rollback`` decides from the status record and the router, and undoes nothing after a promotion.
-A teardown does not count for the run's state, so ``complete_rollout`` decides it: a rolled-back
-run ends failed and only a promoted run succeeds. An undo that cannot restore traffic says so in
-the status record (``unsafe``) and through the failure hook. ``approve_N`` asks only when the spec or the run's
+``complete_rollout`` fails unless this run promoted the release (or had nothing to release, or was
+a dry run that went through): a rolled-back run ends failed, also one marked failed or success by
+hand, and only a promoted run succeeds. Teardowns run even when a user marks the run (Airflow
+3.3 leaves them to finish and sets the run's state after them). ``approve_N`` asks only when the spec or the run's
 conf wants approval. ``canary_guard`` sweeps every release for canaries no live run owns.
 """
 
@@ -134,7 +136,6 @@ def build_dag(spec: ReleaseSpec, source: str = "") -> DAG:
             gate_ids.append(gate.task_id)
         promote = Promote(task_id="promote", release=spec)
         path.append(promote)
-        path.append(CompleteRollout(task_id="complete_rollout", release=spec, promote_task_id=promote.task_id, gate_task_ids=gate_ids))
         chain(*path)
         rollback = Rollback(
             task_id="rollback",
@@ -148,8 +149,15 @@ def build_dag(spec: ReleaseSpec, source: str = "") -> DAG:
             retry_exponential_backoff=2.0,
             max_retry_delay=timedelta(seconds=30),
             execution_timeout=timedelta(seconds=spec.rollback_deadline + 300),
-        ).as_teardown()  # not a leaf for the run's state: complete_rollout decides it
-        path >> rollback
+        ).as_teardown()
+        # The run's state is complete_rollout's alone: a teardown too, so it runs after the undo
+        # however the run ended (even marked failed or success by hand), and it fails unless this
+        # run promoted the release.
+        complete = CompleteRollout(
+            task_id="complete_rollout", release=spec, promote_task_id=promote.task_id, gate_task_ids=gate_ids,
+        ).as_teardown(on_failure_fail_dagrun=True)
+        path >> rollback >> complete
+        promote >> complete
     return dag
 
 

@@ -13,6 +13,7 @@ from canary_operators.spec import ReleaseSpec, RunConf
 
 PREFLIGHT_TASK = "preflight"
 FAILURE_KEY = "failure"
+NOTHING_TO_RELEASE_KEY = "nothing_to_release"  # preflight's reason for skipping the run
 
 
 def stable_version_variable(release: str) -> str:

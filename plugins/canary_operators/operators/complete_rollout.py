@@ -1,19 +1,30 @@
-"""CompleteRollout: the run's last task. Verifies the final traffic split and sums up the release.
+"""CompleteRollout: the run's verdict. A teardown that runs after the undo, however the run ended.
 
-It is a leaf on purpose: the Rollback task is downstream of Promote, so without this leaf a
-rolled-back run would end green. With it, a rollback leaves this task upstream_failed and the run
-fails; only a promoted run succeeds.
+It is the only task whose state decides the run's state (``on_failure_fail_dagrun``). It succeeds
+when this run promoted the release (the weights read back as promotion left them), when there was
+nothing to release, or when a dry run went all the way through; otherwise it fails, naming why.
+So a rolled-back run ends failed, also one a user marked failed or success by hand.
 """
 
 from __future__ import annotations
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from canary_operators.exceptions import WeightNotApplied
-from canary_operators.operators.common import ReleaseOperator, build_router, run_conf_of
+from canary_operators.operators.common import (
+    NOTHING_TO_RELEASE_KEY,
+    PREFLIGHT_TASK,
+    ReleaseOperator,
+    build_router,
+    run_conf_of,
+    run_id_of,
+)
 from canary_operators.operators.metric_gate import EVIDENCE_KEY
+from canary_operators.status import read_status
 
 
 class CompleteRollout(ReleaseOperator):
-    """Read the weights back once more and return the release summary with every gate's evidence."""
+    """Check the run promoted the release, read the weights back once more, and sum it up."""
 
     ui_color = "#ceead6"
 
@@ -24,14 +35,25 @@ class CompleteRollout(ReleaseOperator):
 
     def run_step(self, context) -> dict:
         ti = context["ti"]
+        nothing = ti.xcom_pull(task_ids=PREFLIGHT_TASK, key=NOTHING_TO_RELEASE_KEY)
+        if nothing:
+            self.log.info("nothing to release: %s", nothing)
+            return {"release": self.release.name, "nothing_to_release": nothing}
+        promoted = ti.xcom_pull(task_ids=self.promote_task_id)
+        if not promoted:
+            rolled = ti.xcom_pull(task_ids="rollback") or {}
+            why = rolled.get("reason") or read_status(self.release.name).decision or "see the run's tasks"
+            raise AirflowFailException(f"{self.release.name} was not promoted by this run: {why}")
         run = run_conf_of(context)
-        promoted = ti.xcom_pull(task_ids=self.promote_task_id) or {}
-        gates = {gid: ti.xcom_pull(task_ids=gid) for gid in self.gate_task_ids}
+        gates = {gid: ti.xcom_pull(task_ids=gid, key=EVIDENCE_KEY) or ti.xcom_pull(task_ids=gid) for gid in self.gate_task_ids}
         if run.dry_run:
             verdicts = {gid: (g or {}).get("outcome") for gid, g in gates.items()}
             self.log.info("dry run complete for %s %s: no traffic moved; the gates would have said %s", run.release, run.version, verdicts)
             return {"release": run.release, "version": run.version, "dry_run": True, "gates": gates}
-        expected = promoted.get("canary_weight", 100)
+        status = read_status(self.release.name)
+        if not (status.owned_by(run_id_of(context)) and status.phase == "promoted"):
+            raise AirflowFailException(f"{self.release.name}: promote ran, but the release record says {status.describe()}")
+        expected = promoted.get("canary_weight", 0)
         actual = build_router(self.release, run).get_canary_weight()
         if actual != expected:
             raise WeightNotApplied(f"after promotion the canary should take {expected}% but takes {actual}%")

@@ -7,6 +7,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from canary_operators.exceptions import SpecError
 from canary_operators.operators.common import (
+    NOTHING_TO_RELEASE_KEY,
     ReleaseOperator,
     build_provider,
     build_router,
@@ -38,7 +39,9 @@ class Preflight(ReleaseOperator):
         except SpecError as e:
             raise AirflowFailException(f"bad conf for {self.release.dag_id}: {e}") from None
         if run.version == run.stable_version:
-            raise AirflowSkipException(f"nothing to release: {run.version} is already the stable version")
+            why = f"{run.version} is already the stable version"
+            context["ti"].xcom_push(key=NOTHING_TO_RELEASE_KEY, value=why)
+            raise AirflowSkipException(f"nothing to release: {why}")
         router = build_router(self.release, run)
         router.check_online()  # RouterError: retried
         if hasattr(router, "check_release_steps"):  # routers with steps of their own (Argo Rollouts)

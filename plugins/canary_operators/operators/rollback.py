@@ -41,7 +41,8 @@ def owner_alive(context, dag_id: str | None, run_id: str | None) -> bool:
     if not dag_id or not run_id:
         return False
     try:
-        return context["ti"].get_dagrun_state(dag_id=dag_id, run_id=run_id) in ("running", "queued")
+        state = context["ti"].get_dagrun_state(dag_id=dag_id, run_id=run_id)
+        return str(getattr(state, "value", state)) in ("running", "queued")
     except Exception:  # noqa: BLE001 - not found: the run was deleted
         return False
 
@@ -91,10 +92,16 @@ class Rollback(ReleaseOperator):
     def _undo(self, status, run: RunConf, owned: bool, reason: str) -> dict:
         name = self.release.name
         router = build_router(self.release, run)
-        if owned:
-            record(name, self.log, phase="rolling_back", decision=f"rollback: {reason}"[:500])
+        # A promote that began and did not route may have put the new version into the stable slot,
+        # also when its action failed half-way (a rollout that timed out): restoring is idempotent.
+        done = status.promote_done
+        restore_slot = (owned and "routed" not in done and ("stable_slot" in done or status.phase == "promoting")
+                        and self.release.promote is not None and not router.promotes_natively)
+        if owned:  # keep "stable_slot" in the record until it is restored, for a retried undo
+            record(name, self.log, phase="rolling_back", decision=f"rollback: {reason}"[:500],
+                   **({"promote_done": ("stable_slot",)} if restore_slot else {}))
         result: dict = {"version": run.version, "stable_version": run.stable_version, "reason": reason}
-        if owned and "stable_slot" in status.promote_done and "routed" not in status.promote_done:
+        if restore_slot:
             # A partial promote put the new version into the stable slot: put the old one back first.
             restore = run.model_copy(update={"version": run.stable_version})
             result["restored_stable"] = run_action(self.release.promote, "promote", restore, endpoint_for)
