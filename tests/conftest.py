@@ -136,3 +136,33 @@ def xcom(dag_run, task_id: str, key: str = "return_value"):
             return None
         value = XComModel.deserialize_value(row)
         return json.loads(value) if isinstance(value, str) else value
+
+
+@pytest.fixture(scope="session")
+def _execution_api_comms(airflow_db):
+    """Comms to Airflow's execution API, in-process, over the test database (what ``dag.test()`` uses)."""
+    import os
+    import uuid
+
+    import psutil
+    import structlog
+    from airflow.sdk.execution_time.supervisor import InProcessSupervisorComms, InProcessTestSupervisor
+
+    supervisor = InProcessTestSupervisor(id=uuid.uuid4(), pid=os.getpid(), process=psutil.Process(),
+                                         process_log=structlog.get_logger(), client=InProcessTestSupervisor._api_client())
+    supervisor.comms = InProcessSupervisorComms(supervisor=supervisor)
+    return supervisor.comms
+
+
+@pytest.fixture
+def in_task(_execution_api_comms):
+    """The test body runs as task code does: ``airflow.sdk.Variable`` reads and writes go through
+    Airflow's execution API to the test database. The canary Variables it leaves are removed."""
+    from airflow.models import Variable as VariableRow
+    from airflow.sdk.execution_time.supervisor import set_supervisor_comms
+    from airflow.utils.session import create_session
+
+    with set_supervisor_comms(_execution_api_comms):
+        yield
+    with create_session() as session:
+        session.query(VariableRow).filter(VariableRow.key.startswith("canary_")).delete(synchronize_session=False)

@@ -65,9 +65,15 @@ def restore_stable(router, deadline_seconds: float, logger=None, sleep: Callable
         logger.warning("putting traffic back on stable failed (attempt %d, %.0fs of %.0fs): %s",
                        state.attempt_number, time.monotonic() - started, deadline_seconds, state.outcome.exception())
 
+    backoff = wait_exponential_jitter(initial=0.5, max=15, jitter=1)
+
+    def wait(state) -> float:
+        # Never sleep past the deadline: the last try comes at the deadline, not a backoff step later.
+        return min(backoff(state), max(0.0, deadline_seconds - state.seconds_since_start))
+
     retrying = Retrying(
         stop=stop_after_delay(deadline_seconds),
-        wait=wait_exponential_jitter(initial=0.5, max=15, jitter=1),
+        wait=wait,
         retry=retry_if_not_exception_type(SpecError),
         before_sleep=before_sleep,
         sleep=sleep,
