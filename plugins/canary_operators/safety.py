@@ -54,7 +54,7 @@ def restore_stable(router, deadline_seconds: float, logger=None, sleep: Callable
     ``TrafficNotRestored`` (with the last error and last weight read) when the budget runs out.
     A ``SpecError`` (the router is misconfigured) is not retried: no wait can fix it.
     """
-    from tenacity import Retrying, retry_if_not_exception_type, stop_after_delay, wait_exponential_jitter
+    from tenacity import Retrying, retry_if_not_exception_type, stop_after_delay, wait_exponential, wait_random
 
     logger = logger or log
     started = time.monotonic()
@@ -65,7 +65,8 @@ def restore_stable(router, deadline_seconds: float, logger=None, sleep: Callable
         logger.warning("putting traffic back on stable failed (attempt %d, %.0fs of %.0fs): %s",
                        state.attempt_number, time.monotonic() - started, deadline_seconds, state.outcome.exception())
 
-    backoff = wait_exponential_jitter(initial=0.5, max=15, jitter=1)
+    # Jitter on top of the capped exponential, so many undos never retry in lockstep.
+    backoff = wait_exponential(multiplier=0.5, max=15) + wait_random(0, 1)
 
     def wait(state) -> float:
         # Never sleep past the deadline: the last try comes at the deadline, not a backoff step later.
