@@ -32,11 +32,17 @@ def is_last_gate(release: ReleaseSpec, run: RunConf, weight: int) -> bool:
 
 
 def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: float,
-                  provider_errors: dict[str, int], log=None, rollout_started_at: float | None = None) -> GateLook:
+                  provider_errors: dict[str, int], log=None, rollout_started_at: float | None = None,
+                  watching: bool = False) -> GateLook:
     """Look once. ``provider_errors`` counts consecutive failures per check across looks (mutated).
 
     The checks use the window since the rollout's first shift: the canary runs the same version
     at every step, so evidence keeps accumulating. The sample-ratio check uses this step alone.
+
+    ``watching``: the step's gate has passed and the canary waits at ``weight`` (for a person).
+    Only a failing verdict matters then, so the gate timeouts never apply: no-data and
+    inconclusive checks keep holding however long the wait. Repeated provider errors still
+    follow the check's ``on_error`` policy, as in the gate.
     """
     now = time.time()
     elapsed = now - shifted_at
@@ -68,14 +74,14 @@ def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: f
         except BackendUnavailable:
             step_counts = None  # the checks above already count provider errors
     bake = run.bake_time if run.bake_time is not None else release.bake_time
-    gate = Gate(weight=weight, baked=elapsed >= bake, timed_out=elapsed >= release.gate_timeout,
-                hard_timed_out=elapsed >= 2 * release.gate_timeout,
+    gate = Gate(weight=weight, baked=elapsed >= bake, timed_out=not watching and elapsed >= release.gate_timeout,
+                hard_timed_out=not watching and elapsed >= 2 * release.gate_timeout,
                 final=release.evidence_at == "every_gate" or is_last_gate(release, run, weight))
     decision = judge(release.checks, observed, gate, release.sample_ratio, release.min_score, step_counts)
     evidence = {"weight": weight, "elapsed_seconds": round(elapsed, 1), "window_seconds": round(window, 1),
-                "last_gate": gate.final, **decision.to_dict()}
+                "last_gate": gate.final, **({"watching": True} if watching else {}), **decision.to_dict()}
     if log:
-        log.info("gate at %d%% after %.0fs: %s", weight, elapsed, decision.log_line())
+        log.info("%s at %d%% after %.0fs: %s", "watching" if watching else "gate", weight, elapsed, decision.log_line())
     return GateLook(decision.outcome, decision.reason, evidence)
 
 
