@@ -126,16 +126,16 @@ def summarise(run: dict) -> tuple[str, float | None]:
         for check in evidence["checks"]:
             say(f"             [{check['check']}] {check['verdict']}: {check['reason']}")
     seconds = None
-    if states.get("rollback") == "success":
-        reason = xcoms["rollback"]["return_value"]["reason"]
+    if run["state"] == "success" and states.get("complete_rollout") == "success":
+        return "promoted", None
+    undo = (xcoms.get("rollback") or {}).get("return_value") or {}
+    if states.get("rollback") == "success" and undo.get("traffic_changed"):
         fast = next((x["fast_rollback"] for x in xcoms.values() if "fast_rollback" in x), None)
-        say(f"    rollback: all traffic back on stable. Why: {reason}")
+        say(f"    rollback: all traffic back on stable. Why: {undo.get('reason')}")
         if fast and "seconds_to_stable" in fast:
             seconds = fast["seconds_to_stable"]
             say(f"    rollback latency: failing verdict → canary at 0% (read back from HAProxy) in {seconds * 1000:.0f} ms")
         return "rolled back", seconds
-    if run["state"] == "success" and states.get("complete_rollout") == "success":
-        return "promoted", None
     return f"run {run['state']}", None
 
 

@@ -99,11 +99,12 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         except AirflowFailException:
             raise
         except Exception as e:
-            from airflow.sdk.exceptions import TaskDeferralError, TaskDeferralTimeout
+            from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferralError, TaskDeferralTimeout
 
-            if not isinstance(e, (TaskDeferralTimeout, TaskDeferralError)):
+            # A sensor turns a trigger timeout into AirflowSensorTimeout before it gets here.
+            if not isinstance(e, (TaskDeferralTimeout, TaskDeferralError, AirflowSensorTimeout)):
                 raise
-            kind = "timed out" if isinstance(e, TaskDeferralTimeout) else "was lost"
+            kind = "was lost" if isinstance(e, TaskDeferralError) else "timed out"
             error = AirflowFailException(
                 f"gate at {self.weight}% {kind} in the triggerer after {self.timeout:g}s without a verdict "
                 f"(is a triggerer running?): {e}")
