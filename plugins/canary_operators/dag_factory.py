@@ -84,11 +84,11 @@ def _params(spec: ReleaseSpec) -> dict:
         ),
     }
     points = ", ".join(f"{s}%" for s in spec.approval_points)
+    required = spec.approval is not None and spec.approval.required
     params["approval"] = Param(
-        spec.approval is not None, title="Ask for approval", section="Safety",
-        description=f"Ask a person before {points}, with the gates' evidence."
-        + (" The spec requires it." if spec.approval is not None else ""),
-        **(dict(type="boolean", enum=[True]) if spec.approval is not None else dict(type="boolean")),
+        required, title="Ask for approval", section="Safety",
+        description=f"Ask a person before {points}, with the gates' evidence." + (" The spec requires it." if required else ""),
+        **(dict(type="boolean", enum=[True]) if required else dict(type="boolean")),
     )
     params["force_reset"] = Param(
         False, type="boolean", title="Force reset", section="Safety",

@@ -204,6 +204,9 @@ class ApprovalSpec(_Strict):
     before: list[int] = Field(default_factory=lambda: [100])  # 100 = before promotion
     timeout: Duration = 3600.0  # no answer by then → roll back
     hold: Duration = 600.0  # "Hold a bit longer" asks again after this long
+    # False: a run asks only when its conf says {"approval": true}; True: every run asks, and
+    # conf cannot switch it off.
+    required: bool = True
 
 
 def _default_checks() -> list:
@@ -505,9 +508,10 @@ def resolve_run_conf(
     for key in ("dry_run", "approval", "force_reset"):
         if key in conf and not isinstance(conf[key], bool):
             raise SpecError(f"conf.{key}={conf[key]!r}: must be true or false")
-    if spec.approval is not None and conf.get("approval") is False:
-        raise SpecError("conf.approval=false: the spec asks for approval, and conf may only add safety, not remove it")
-    approval = spec.approval is not None or conf.get("approval", False)
+    required = spec.approval is not None and spec.approval.required
+    if required and conf.get("approval") is False:
+        raise SpecError("conf.approval=false: the spec requires approval, and conf may only add safety, not remove it")
+    approval = required or conf.get("approval", False)
     return RunConf(release=spec.name, version=version, stable_version=stable, steps=steps,
                    bake_time=None if bake_time is None else float(bake_time),
                    dry_run=conf.get("dry_run", False), approval=approval, force_reset=conf.get("force_reset", False))
