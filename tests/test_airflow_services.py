@@ -52,7 +52,8 @@ SPEC = {
     # sample_ratio is left on (the default): HAProxy must really send 10% to the canary.
     "deploy": {"type": "webhook", "conn_id": CANARY_ADMIN, "endpoint": "/admin/deploy"},
     "promote": {"type": "webhook", "conn_id": STABLE_ADMIN, "endpoint": "/admin/deploy"},
-    "approval": {"before": [100], "timeout": "2m", "hold": "5s"},
+    # Optional approval: the CI runs go without it, the approval tests ask with {"approval": true}.
+    "approval": {"before": [100], "timeout": "2m", "hold": "5s", "required": False},
 }
 
 
@@ -191,10 +192,10 @@ def promoted_by_ci(airflow, api, demo_stack, client):
     reset(demo_stack, api, unpause=False)
     api.request("PATCH", f"/dags/{DAG_ID}", json={"is_paused": True})  # as after the first deploy of the DAG
     commit = "3f2a9c41d07be5a1c2d3e4f5a6b7c8d9e0f1a2b3"
-    code, lines = run_client(client, airflow, "--version", "v2", "--conf", '{"approval": false}', "--commit", commit)
+    code, lines = run_client(client, airflow, "--version", "v2", "--commit", commit)
     # The same CI job again (a re-run): it follows the same release instead of starting another.
     runs_before = api.get(f"/dags/{DAG_ID}/dagRuns")["total_entries"]
-    again = run_client(client, airflow, "--version", "v2", "--conf", '{"approval": false}', "--commit", commit)
+    again = run_client(client, airflow, "--version", "v2", "--commit", commit)
     again_started = api.get(f"/dags/{DAG_ID}/dagRuns")["total_entries"] - runs_before
     return code, lines, f"ci__v2__{commit[:12]}", (*again, again_started)
 
@@ -204,15 +205,15 @@ def test_ci_client_promotes_a_healthy_version(promoted_by_ci, api, demo_stack):
     assert code == 0, "\n".join(lines) + api.mismatches(run_id)
     assert f"unpaused {DAG_ID}" in lines
     assert api.get(f"/dags/{DAG_ID}")["is_paused"] is False
-    line_with(lines, f"triggered {DAG_ID} run {run_id}", '"version": "v2"', '"approval": false')
+    line_with(lines, f"triggered {DAG_ID} run {run_id}", '"version": "v2"')
     assert "shift_to_10: canary now takes 10% of traffic" in lines
     gate = line_with(lines, "gate_10: PASSED:")
     assert len(gate) > len("gate_10: PASSED: "), "the verdict carries the judge's reason"
     line_with(lines, "[errors] pass:", "error rate")
     line_with(lines, "[sample_ratio] pass:")
-    assert "approve_100: success" in lines  # approval: false in the conf → not asked
+    assert "approve_100: success" in lines  # approval is optional in this spec and not asked for
     assert "promote: success" in lines and "complete_rollout: success" in lines
-    assert "rollback: skipped" in lines
+    assert "rollback: nothing to undo, the release was promoted" in lines  # the undo (a teardown) always runs
     assert lines[-1] == "PROMOTED v2"
     assert api.run(run_id)["state"] == "success"
     # The promote webhook moved v2 into the stable slot; the canary slot is back to 0%.
@@ -241,7 +242,7 @@ def test_gates_wait_deferred_in_the_triggerer(promoted_by_ci, api, airflow):
 
 def test_ci_client_rolls_back_a_broken_version(stack, client, airflow, api):
     commit = uuid.uuid4().hex
-    code, lines = run_client(client, airflow, "--version", "broken", "--conf", '{"approval": false}', "--commit", commit)
+    code, lines = run_client(client, airflow, "--version", "broken", "--commit", commit)
     assert code == 1, "\n".join(lines) + api.mismatches(f"ci__broken__{commit[:12]}")
     assert "shift_to_10: canary now takes 10% of traffic" in lines
     gate = line_with(lines, "gate_10: FAILED:")
@@ -257,7 +258,7 @@ def test_ci_client_rolls_back_a_broken_version(stack, client, airflow, api):
 
 
 def test_approval_through_the_rest_api_promotes(stack, api):
-    run_id = api.trigger({"version": "v2", "stable_version": "v1"}).json()["dag_run_id"]
+    run_id = api.trigger({"version": "v2", "stable_version": "v1", "approval": True}).json()["dag_run_id"]
     state = api.wait_for_question(run_id)
     # While it waits, the canary still takes 10% of traffic.
     assert canary_weight(stack) == 10 and state in ("awaiting_input", "deferred")
@@ -274,14 +275,15 @@ def test_approval_through_the_rest_api_promotes(stack, api):
     run = api.wait_run(run_id)
     assert run["state"] == "success", f"{api.states(run_id)}{api.mismatches(run_id)}"
     states = api.states(run_id)
-    assert states["approve_100"] == "success" and states["promote"] == "success" and states["rollback"] == "skipped"
+    assert states["approve_100"] == "success" and states["promote"] == "success" and states["rollback"] == "success"
+    assert api.xcom(run_id, "rollback")["promoted"] is True  # the undo ran and found nothing to undo
     assert api.xcom(run_id, "approve_100")["approved"] == "Promote"
     assert canary_weight(stack) == 0
     assert version_of(stack.stable_url) == "v2"
 
 
 def test_approval_answered_roll_back_fails_the_run_with_traffic_on_stable(stack, api):
-    run_id = api.trigger({"version": "v2", "stable_version": "v1"}).json()["dag_run_id"]
+    run_id = api.trigger({"version": "v2", "stable_version": "v1", "approval": True}).json()["dag_run_id"]
     api.wait_for_question(run_id)
     api.request("PATCH", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve_100/-1/hitlDetails",
                 json={"chosen_options": ["Roll back"]})
@@ -296,8 +298,34 @@ def test_approval_answered_roll_back_fails_the_run_with_traffic_on_stable(stack,
     assert version_of(stack.stable_url) == "v1"
 
 
+def test_approval_keeps_watching_and_rolls_back_when_a_check_fails(stack, api):
+    """While nobody has answered, the checks keep running: here HAProxy is changed behind the
+    release's back (60% to the canary), the sample-ratio check fails, traffic goes back to
+    stable, and the question is answered "Roll back" by the watch itself."""
+    run_id = api.trigger({"version": "v2", "stable_version": "v1", "approval": True}).json()["dag_run_id"]
+    api.wait_for_question(run_id)
+    assert canary_weight(stack) == 10
+    stack.haproxy_command("set server app/stable weight 40")
+    stack.haproxy_command("set server app/canary weight 60")
+    t0 = time.monotonic()
+    deadline = t0 + 60
+    while canary_weight(stack) != 0:
+        assert time.monotonic() < deadline, f"the canary still takes {canary_weight(stack)}% while approve_100 waits"
+        time.sleep(0.2)
+    print(f"approval watch: routing broken → canary at 0% in {time.monotonic() - t0:.1f}s")
+    run = api.wait_run(run_id)
+    states = api.states(run_id)
+    assert run["state"] == "failed" and states["approve_100"] == "failed", f"{states}{api.mismatches(run_id)}"
+    assert states["promote"] == "upstream_failed" and states["complete_rollout"] == "failed", states
+    reason = api.xcom(run_id, "rollback")["reason"]
+    assert "approve_100" in reason and "sample_ratio" in reason, reason
+    hitl = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve_100/-1/hitlDetails")
+    assert hitl["response_received"] is True and hitl["chosen_options"] == ["Roll back"], hitl
+    assert version_of(stack.stable_url) == "v1"
+
+
 def test_approval_hold_asks_again_after_the_hold_time(stack, api, airflow):
-    run_id = api.trigger({"version": "v2", "stable_version": "v1"}).json()["dag_run_id"]
+    run_id = api.trigger({"version": "v2", "stable_version": "v1", "approval": True}).json()["dag_run_id"]
     api.wait_for_question(run_id)
     hitl_path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve_100/-1/hitlDetails"
     api.request("PATCH", hitl_path, json={"chosen_options": ["Hold a bit longer"]})
