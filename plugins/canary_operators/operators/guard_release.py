@@ -9,7 +9,7 @@ from pathlib import Path
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from canary_operators.guard import guard_verdict
+from canary_operators.guard import GuardVerdict, guard_verdict
 from canary_operators.operators.common import build_router, run_conf_from_status
 from canary_operators.safety import TrafficNotRestored, notify_failure, report_unsafe, restore_stable
 from canary_operators.spec import RunConf, load_spec
@@ -54,8 +54,13 @@ class GuardRelease(BaseOperator):
             return {"release": spec.name, "acted": False, "reason": "no version known"}
         router = build_router(spec, run)
         weight = router.get_canary_weight()
+        # The record is read after the weight: a run records that it owns the release before it
+        # moves traffic, so a canary set by a starting run is never taken for an orphan.
+        status = read_status(spec.name)
         state = owner_state(context, status.dag_id, status.run_id)
         verdict = guard_verdict(status, weight, state, time.time(), spec.silence_limit)
+        if verdict.act and read_status(spec.name).updated_at != status.updated_at:
+            verdict = GuardVerdict(False, "the record changed while the guard looked; the next sweep decides")
         if not verdict.act:
             self.log.info("%s: %s", spec.name, verdict.reason)
             return {"release": spec.name, "acted": False, "weight": weight, "reason": verdict.reason}

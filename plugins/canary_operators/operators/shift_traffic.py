@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
-from canary_operators.operators.common import ReleaseOperator, build_router, require_ownership, run_conf_of
-from canary_operators.status import record
+from airflow.sdk.exceptions import AirflowFailException
+
+from canary_operators.operators.common import ReleaseOperator, build_router, require_ownership, run_conf_of, run_id_of
+from canary_operators.status import heartbeat, record
 
 
 class ShiftTraffic(ReleaseOperator):
@@ -34,7 +36,9 @@ class ShiftTraffic(ReleaseOperator):
         record(self.release.name, self.log, phase="shifting", decision=f"{self.task_id}: moving the canary to {weight}%")
         actual = build_router(self.release, run).apply(weight)
         shifted_at = time.time()
-        record(self.release.name, self.log, phase="gating", weight=actual,
-               decision=f"{self.task_id}: canary at {actual}% (read back)")
+        taken = heartbeat(self.release.name, run_id_of(context), self.log, phase="gating", weight=actual,
+                          decision=f"{self.task_id}: canary at {actual}% (read back)")
+        if taken:  # the guard reset the release while this shift ran: its reset stands
+            raise AirflowFailException(f"{self.release.name}: stopped after the shift: {taken}")
         self.log.info("%s: canary now takes %d%% of traffic (read back)", self.release.name, actual)
         return {"weight": actual, "shifted_at": shifted_at}
