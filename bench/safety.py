@@ -64,14 +64,14 @@ def main(argv: list[str] | None = None) -> int:
                                             spec_changes=changes)
             try:
                 for name in todo:
-                    lab.reset()
                     started = time.monotonic()
                     scenario = getattr(scenarios, name)
                     try:
+                        lab.reset()
                         measured = scenario(lab, client) if name in NEEDS_CLIENT else scenario(lab)
                         line = measured.line()
-                    except AssertionError as e:
-                        line = f"FAILED [{name}]: {str(e)[:600]}"
+                    except Exception as e:  # noqa: BLE001 - report and go on with the next fault
+                        line = f"FAILED [{name}]: {type(e).__name__}: {str(e)[:600]}"
                     print(f"{line}   (scenario took {time.monotonic() - started:.0f}s)", flush=True)
                     results.append((name, line))
             finally:

@@ -206,6 +206,7 @@ class SafetyLab:
     # -- releases -------------------------------------------------------------------------------
     def reset(self) -> None:
         """No unfinished run, stable v1 with all traffic, canary v1 with none, no record, guard on."""
+        self.api.pause(False)  # a paused DAG runs no teardown: unfinished runs would never end
         for dag_id in (DAG_ID,):
             runs = self.api.get(f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
             for run in runs:
