@@ -455,7 +455,11 @@ class ReleaseApi:
     def status(self) -> dict:
         """The release's status record (Variable ``canary_status__<release>``), {} when none."""
         release = self.dag_id.removeprefix("canary_")
-        answer = self.request("GET", f"/variables/canary_status__{release}", ok=())
+        for _ in range(10):  # SQLite may be locked for a moment (HTTP 500)
+            answer = self.request("GET", f"/variables/canary_status__{release}", ok=())
+            if answer.status_code < 500:
+                break
+            time.sleep(0.5)
         if answer.status_code != 200:
             return {}
         value = answer.json()["value"]
