@@ -26,7 +26,21 @@ def bag():
 
 def test_every_spec_gives_one_dag_and_no_import_errors(bag):
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {f"canary_{p.stem}" for p in SPECS}
+    assert set(bag.dag_ids) == {f"canary_{p.stem}" for p in SPECS} | {"canary_guard"}
+
+
+def guarded_releases(dag) -> list[str]:
+    """The release names ``canary_guard`` maps one ``reconcile`` task over."""
+    return [kwargs["release_name"] for kwargs in dag.get_task("reconcile").expand_input.value]
+
+
+def test_the_guard_dag_maps_one_reconcile_task_per_release(bag):
+    from canary_operators.spec import load_spec
+
+    guard = bag.dags["canary_guard"]
+    assert guard.task_ids == ["reconcile"]
+    assert guard.max_active_runs == 1 and guard.catchup is False
+    assert sorted(guarded_releases(guard)) == sorted(load_spec(p).name for p in SPECS)
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
@@ -35,31 +49,51 @@ def test_dag_shape(bag, path):
 
     from canary_operators.spec import load_spec
 
+    from canary_operators.operators.rollback import ROLLBACK_POOL, ROLLBACK_PRIORITY
+
     spec = load_spec(path)
     dag = bag.dags[spec.dag_id]
     main_path = ["preflight"] + (["deploy_canary"] if spec.deploy else [])
-    for w in spec.gate_steps:
-        main_path += [f"shift_to_{w}", f"gate_{w}"]
-    main_path += ["promote", "complete_rollout"]
-    assert sorted(dag.task_ids) == sorted(main_path + ["rollback"])
+    for w in spec.steps:
+        if w in spec.approval_points:  # approve_100 exists even without spec approval: conf may add it
+            main_path.append(f"approve_{w}")
+        if w < 100:
+            main_path += [f"shift_to_{w}", f"gate_{w}"]
+    main_path += ["promote"]
+    assert "approve_100" in main_path
+    assert sorted(dag.task_ids) == sorted(main_path + ["rollback", "complete_rollout"])
 
     # a single chain: each task's only upstream is the previous one
     for before, after in zip(main_path, main_path[1:]):
         assert dag.get_task(after).upstream_task_ids == {before}
 
+    # the undo is a teardown after every task of the chain, so Airflow runs it however the run ends
     rollback = dag.get_task("rollback")
-    assert rollback.trigger_rule == TriggerRule.ONE_FAILED
-    assert rollback.upstream_task_ids == set(main_path[1:-1])  # every deploy, shift, gate, promote
-    # complete_rollout keeps a rolled-back run failed; there is no all_done leaf
-    assert {t.task_id for t in dag.leaves} == {"complete_rollout", "rollback"}
+    assert rollback.is_teardown and not rollback.is_setup
+    assert rollback.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
+    assert rollback.upstream_task_ids == set(main_path)  # preflight, every deploy, shift, gate, approve, promote
+    assert rollback.pool == ROLLBACK_POOL == "canary_rollback"
+    assert rollback.priority_weight == ROLLBACK_PRIORITY == 10000 and rollback.weight_rule == "absolute"
+    assert rollback.execution_timeout.total_seconds() > spec.rollback_deadline  # the deadline, not Airflow, stops it
+    # complete_rollout, after the undo, is the run's verdict and its only leaf: a rolled-back run ends failed
+    complete = dag.get_task("complete_rollout")
+    assert complete.is_teardown and complete.on_failure_fail_dagrun
+    assert complete.upstream_task_ids == {"promote", "rollback"}
+    assert {t.task_id for t in dag.leaves} == {"complete_rollout"}
+    assert dag.get_task("complete_rollout").get_flat_relative_ids(upstream=True) == set(dag.task_ids) - {"complete_rollout"}
     for task in dag.tasks:
-        assert task.trigger_rule in (TriggerRule.ALL_SUCCESS, TriggerRule.ONE_FAILED)
+        if task.task_id not in ("rollback", "complete_rollout"):
+            assert task.trigger_rule == TriggerRule.ALL_SUCCESS and not task.is_teardown, task.task_id
         assert not getattr(task, "soft_fail", False), f"{task.task_id} would turn a failed gate into a skip"
     assert dag.max_active_runs == 1
     assert dag.catchup is False
+    for w in spec.gate_steps:  # infrastructure blips are ridden out with backoff
+        for task in (dag.get_task(f"shift_to_{w}"), dag.get_task(f"gate_{w}")):
+            assert task.retries >= 4 and task.retry_exponential_backoff, task.task_id
     gate = dag.get_task(f"gate_{spec.gate_steps[0]}")
     assert gate.poke_interval == spec.poke_interval
-    assert gate.timeout > spec.gate_timeout  # the gate enforces its own timeout; this is a backstop
+    # the gate enforces its own timeout; the task's is a backstop that bounds the exposure with no triggerer
+    assert spec.gate_timeout < gate.timeout <= spec.gate_task_timeout + 60
 
 
 def test_steps_default_shape_for_web(bag):
@@ -82,7 +116,9 @@ def test_a_malformed_spec_is_an_import_error_and_the_others_still_load(tmp_path,
 
     bag = dagbag(releases, monkeypatch)
     good = {f"canary_{p.stem}" for p in SPECS} - {"canary_web"}
-    assert set(bag.dag_ids) == good
+    assert set(bag.dag_ids) == good | {"canary_guard"}
+    # the guard sweeps only the releases whose spec is valid
+    assert sorted(guarded_releases(bag.dags["canary_guard"])) == sorted(d.removeprefix("canary_") for d in good)
     (message,) = bag.import_errors.values()
     assert "include/releases/web.yaml: steps[2]=120: must be a percentage, strictly increasing, ending at 100" in message
     from canary_operators.routers import ROUTERS
@@ -93,12 +129,17 @@ def test_a_malformed_spec_is_an_import_error_and_the_others_still_load(tmp_path,
 
 def test_params_render_a_form_with_sections(bag):
     params = bag.dags["canary_demo"].params
-    assert set(params.keys()) == {"version", "stable_version", "steps", "bake_time", "dry_run"}
+    assert set(params.keys()) == {"version", "stable_version", "steps", "bake_time", "dry_run", "approval", "force_reset"}
     version = params.get_param("version").schema
     assert version["pattern"].startswith("^[A-Za-z0-9]") and version["title"] == "Version to release"
     assert version["section"] == "Release"
     assert params.get_param("steps").schema["items"]["enum"] == [5, 25, 50, 100]
-    assert params.get_param("dry_run").schema["section"] == "Safety"
+    assert params.get_param("bake_time").schema["minimum"] == 20  # demo.yaml's bake_time: conf may only lengthen it
+    for safety in ("dry_run", "approval", "force_reset"):
+        assert params.get_param(safety).schema["section"] == "Safety"
+    # demo.yaml asks for no approval: the form may add it, and it is off unless asked for
+    assert params["approval"] is False and "enum" not in params.get_param("approval").schema
+    assert params["force_reset"] is False
 
 
 @pytest.mark.parametrize(
@@ -107,7 +148,10 @@ def test_params_render_a_form_with_sections(bag):
         ({"version": 'v2" or 1'}, "version"),
         ({"steps": [5, 30, 100]}, "steps"),  # 30 is not one of the spec's steps
         ({"steps": [5, 25]}, "steps"),  # must contain 100
+        ({"steps": [100]}, "steps"),  # no gate before 100%
         ({"bake_time": 100000}, "bake_time"),
+        ({"bake_time": 19}, "bake_time"),  # shorter than demo.yaml's 20s
+        ({"force_reset": "yes"}, "force_reset"),
         ({"dry_run": "yes"}, "dry_run"),
     ],
 )
@@ -139,8 +183,18 @@ def test_approval_adds_a_human_step_before_promotion(tmp_path, monkeypatch):
     assert approve.options == ["Promote", "Roll back", "Hold a bit longer"]
     assert approve.defaults == ["Roll back"]  # no answer in time rolls back
     assert approve.response_timeout.total_seconds() == 600
-    assert "approval" in dag.params
-    assert dag.get_task("rollback").trigger_rule == TriggerRule.ONE_FAILED
+    assert dag.get_task("rollback").trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS
+    assert dag.get_task("rollback").is_teardown
+
+    # the spec requires approval: the form cannot switch it off
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    assert dag.params["approval"] is True and dag.params.get_param("approval").schema["enum"] == [True]
+    params = ParamsDict(dag.params)
+    with pytest.raises(ParamValidationError, match="approval"):
+        params.update({"approval": False})
+        params.validate()
 
 
 def test_version_is_required_by_the_form_when_the_spec_has_no_default(bag):

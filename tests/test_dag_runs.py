@@ -9,6 +9,8 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -50,6 +52,32 @@ def canary_weight(stack) -> int:
     return round(canary * 100 / (stable + canary))
 
 
+@contextmanager
+def watch_traffic(stack, interval: float = 0.02):
+    """Samples (canary weight, stable slot's version) from HAProxy and the stable service while the
+    block runs, the weight read first: a sample with the weight at 0 after a promote's routing
+    shows the version the stable slot already ran by then."""
+    samples: list[tuple[int, str]] = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            try:
+                weight = canary_weight(stack)
+                samples.append((weight, version_of(stack.stable_url)))
+            except Exception:  # noqa: BLE001 - a missed sample is only a gap
+                pass
+            time.sleep(interval)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join(5)
+
+
 def version_of(url: str) -> str:
     return requests.get(url + "/version", timeout=2).json()["version"]
 
@@ -77,6 +105,18 @@ def stack(demo_stack, airflow_db, monkeypatch, tmp_path):
     return demo_stack
 
 
+def status_record(release: str) -> dict | None:
+    """The release's status record as the run left it, read from Airflow's database."""
+    from airflow.models import Variable as VariableRow
+    from airflow.utils.session import create_session
+
+    from canary_operators.status import status_variable
+
+    with create_session() as session:
+        row = session.query(VariableRow).filter_by(key=status_variable(release)).one_or_none()
+        return None if row is None else json.loads(row.val)
+
+
 def run(spec: dict, conf: dict, releases_dir):
     from airflow.dag_processing.dagbag import DagBag
 
@@ -90,13 +130,25 @@ def run(spec: dict, conf: dict, releases_dir):
 
 
 def test_healthy_canary_is_promoted_step_by_step(stack):
-    dag_run, states = run(spec_for("t_promote"), {"version": "v2"}, stack.releases_dir)
+    with watch_traffic(stack) as samples:
+        dag_run, states = run(spec_for("t_promote"), {"version": "v2"}, stack.releases_dir)
     assert dag_run.state == "success", states
-    assert states["rollback"] == "skipped"
+    # the undo is a teardown: it runs, and after a promotion it does nothing
+    assert states["rollback"] == "success"
+    assert xcom(dag_run, "rollback")["traffic_changed"] is False and xcom(dag_run, "rollback")["promoted"] is True
+    assert states["approve_100"] == "success" and xcom(dag_run, "approve_100")["asked"] is False  # nobody asked for approval
     assert all(states[t] == "success" for t in ("preflight", "deploy_canary", "shift_to_10", "gate_10", "shift_to_50", "gate_50", "promote", "complete_rollout"))
     # promoted: stable slot runs v2 and takes all traffic, canary slot is back to 0%
     assert version_of(stack.stable_url) == "v2"
     assert canary_weight(stack) == 0
+    # Flagger's order: the canary slot never takes 100%; it kept its last weight until the stable
+    # slot ran v2, and only then did traffic go back to the (new) stable slot
+    weights = [w for w, _ in samples]
+    assert 50 in weights and max(weights) == 50, sorted(set(weights))
+    after_50 = samples[max(i for i, (w, _) in enumerate(samples) if w == 50) + 1:]
+    assert after_50 and all(v == "v2" for w, v in after_50 if w == 0), after_50[:5]
+    status = status_record("t_promote")
+    assert status["phase"] == "promoted" and status["run_id"] == dag_run.run_id and status["weight"] == 0
     assert xcom(dag_run, "shift_to_50")["weight"] == 50
     gate = xcom(dag_run, "gate_10")
     assert gate["outcome"] == "advance" and {c["check"] for c in gate["checks"]} == {"errors", "p99", "checkouts", "sample_ratio"}
@@ -206,8 +258,16 @@ def test_broken_routing_is_caught_by_the_sample_ratio_check(stack):
     # The spec swaps the servers: "10% to the canary" really sends 90% to it.
     swapped = {"type": "haproxy", "conn_id": "t_haproxy",
                "settings": {"backend": "app", "stable_server": "canary", "canary_server": "stable"}}
+    # Seen through the swapped spec, the canary already takes 100%: no safe start, nothing moves.
     dag_run, states = run(spec_for("t_srm", router=swapped), {"version": "v2"}, stack.releases_dir)
-    assert dag_run.state == "failed" and states["gate_10"] == "failed"
+    assert dag_run.state == "failed" and states["preflight"] == "failed", states
+    assert states["deploy_canary"] == "upstream_failed" and states["rollback"] == "success"
+    assert xcom(dag_run, "rollback")["traffic_changed"] is False
+    assert "canary at 100%" in xcom(dag_run, "rollback")["reason"] and "force_reset" in xcom(dag_run, "rollback")["reason"]
+    assert canary_weight(stack) == 0 and version_of(stack.canary_url) == "v1"  # HAProxy untouched, nothing deployed
+    # force_reset puts "the canary" (really the stable server) to 0% first; the gate then catches the swap.
+    dag_run, states = run(spec_for("t_srm", router=swapped), {"version": "v2", "force_reset": True}, stack.releases_dir)
+    assert dag_run.state == "failed" and states["preflight"] == "success" and states["gate_10"] == "failed", states
     evidence = xcom(dag_run, "gate_10", "evidence")
     srm = next(c for c in evidence["checks"] if c["check"] == "sample_ratio")
     assert srm["verdict"] == "fail" and srm["canary_value"] > 0.8

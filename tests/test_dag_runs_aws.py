@@ -17,6 +17,7 @@ subprocess gets its own copy of the test database, so the two never contend for 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -217,14 +218,18 @@ def image_of(aws, task_definition: str, container: str = "web") -> str:
 def test_healthy_canary_is_promoted_and_the_stable_service_runs_it(runs):
     world, run, aws = runs["promoted"]
     assert run.state == "success" and run.returncode == 0, (run.states, run.tail())
-    assert run.states["rollback"] == "skipped"
     gates = [w for w in STEPS["promoted"] if w < 100]
     steps = [t for w in gates for t in (f"shift_to_{w}", f"gate_{w}")]
-    for task in ("preflight", "deploy_canary", *steps, "promote", "complete_rollout"):
+    for task in ("preflight", "deploy_canary", *steps, "approve_100", "promote", "rollback", "complete_rollout"):
         assert run.states[task] == "success", (task, run.states)
+    assert run.xcom("rollback")["traffic_changed"] is False  # the undo ran, as a teardown, and left the promotion alone
 
-    # moto's listener went through each step, 100/0 (promotion), then back to the stable target group
-    assert world.weights == [(0, 100), *[(w, 100 - w) for w in gates], (100, 0), (0, 100)]
+    # moto's listener went through each step, then straight back to the stable target group (which
+    # the promote action had moved to v2 first): the canary target group never took 100%
+    assert world.weights == [(0, 100), *[(w, 100 - w) for w in gates], (0, 100)]
+    status = json.loads(run.variable("canary_status__aws_promoted"))
+    assert status["phase"] == "promoted" and status["weight"] == 0 and status["version"] == "v2"
+    assert {"stable_slot", "routed", "after_promote"} <= set(status["promote_done"])
     for w in gates:
         gate = run.xcom(f"gate_{w}")
         assert gate["outcome"] == "advance"

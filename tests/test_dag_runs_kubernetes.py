@@ -67,6 +67,8 @@ def spec_for(name: str, router: str, **changes) -> dict:
         data["gate_mode"] = "poke"
     if router != "argo_rollouts":  # Argo's own controller runs the new revision
         data.update(ACTIONS)
+    else:  # the deploy step starts the new revision, as `kubectl argo rollouts set image` in the shipped spec
+        data["deploy"] = {"type": "webhook", "conn_id": "t_cd", "endpoint": "/deploy"}
     data.update(changes)
     parse_spec(data, f"{name}.yaml")  # fail here, readably, if the test's spec is wrong
     return data
@@ -149,8 +151,10 @@ SPLITS = {
     "gateway_api": (http_route, "HTTPRoute", gateway_split),
     "nginx_ingress": (lambda: ingress(), "Ingress", nginx_weight),
 }
-PROMOTED = {"istio": [(90, 10), (50, 50), (0, 100), (100, 0)], "gateway_api": [(90, 10), (50, 50), (0, 100), (100, 0)],
-            "nginx_ingress": [10, 50, 100, 0]}
+# Promotion in Flagger's order: the canary keeps 50% while the stable slot gets v2, then all
+# traffic goes to stable. The canary slot never gets 100%.
+PROMOTED = {"istio": [(90, 10), (50, 50), (100, 0)], "gateway_api": [(90, 10), (50, 50), (100, 0)],
+            "nginx_ingress": [10, 50, 0]}
 ROLLED_BACK = {"istio": [(90, 10), (100, 0)], "gateway_api": [(90, 10), (100, 0)], "nginx_ingress": [10, 0]}
 
 
@@ -176,9 +180,12 @@ def test_healthy_canary_is_promoted_with_the_primary_canary_deployments(cluster,
     original = cluster.api.put(make())
     dag_run, states = run(spec_for(f"k8s_promote_{router}", router), {"version": "v2"}, cluster.releases_dir)
     assert dag_run.state == "success", states
-    assert states["rollback"] == "skipped" and states["complete_rollout"] == "success"
+    assert states["rollback"] == "success" and states["complete_rollout"] == "success"
+    assert xcom(dag_run, "rollback")["traffic_changed"] is False  # promoted: the undo ran and did nothing
     writes = cluster.api.client_writes(kind)
     assert [split(w.object) for w in writes] == PROMOTED[router]
+    canary_share = (lambda w: w[1]) if router != "nginx_ingress" else (lambda w: w)
+    assert max(canary_share(split(w.object)) for w in writes) == 50  # never 100% on the canary slot
     # the release's writes, in order: canary deployed, traffic, stable promoted, canary scaled down
     assert deployment_writes(cluster.api) == [
         ("web-canary", container_patch("registry.example/web:v2", replicas=2)),
@@ -186,7 +193,8 @@ def test_healthy_canary_is_promoted_with_the_primary_canary_deployments(cluster,
         ("web-canary", {"spec": {"replicas": 0}}),
     ]
     order = [(w.kind, w.name) for w in cluster.api.writes if w.actor == "client" and w.code == 200]
-    assert order == [("Deployment", "web-canary"), (kind, writes[0].name), (kind, writes[0].name), (kind, writes[0].name),
+    # the stable slot runs v2 before traffic leaves the canary's 50%
+    assert order == [("Deployment", "web-canary"), (kind, writes[0].name), (kind, writes[0].name),
                      ("Deployment", "web-stable"), (kind, writes[0].name), ("Deployment", "web-canary")]
     assert images(cluster.api) == {"web-stable": ("registry.example/web:v2", 2), "web-canary": ("registry.example/web:v2", 0)}
     final = cluster.api.get(kind, "shop", original["metadata"]["name"])
@@ -241,14 +249,38 @@ def test_a_missing_object_fails_preflight_naming_it_and_moves_nothing(cluster):
 
 # -- Argo Rollouts: the Rollout's own controller moves the traffic ---------------------------------
 
+class _SetImage(http.server.BaseHTTPRequestHandler):
+    """The deploy step's webhook: a new pod template on the Rollout (``kubectl argo rollouts set
+    image``), which starts the update: the controller moves to the first setWeight and pauses."""
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        self.server.deployed.append(body)
+        self.server.start_update(body)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture
-def argo(cluster):
-    """A Rollout with steps 10 → pause → 50 → pause, its new revision already started (by CD)."""
+def argo(cluster, monkeypatch):
+    """A Rollout with steps 10 → pause → 50 → pause, healthy on abc123; the run's deploy step
+    starts its new revision def456. A safe start needs the canary at 0%, so the update must not
+    start before the run."""
     cluster.api.put(rollout(steps=(10, 50)))
-    cluster.api.argo.start_update("shop", "web", "def456")
     cluster.api.controller_delay = 0.05
     cluster.before_run = len(cluster.api.writes)
-    return cluster
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SetImage)
+    server.deployed = []
+    server.start_update = lambda body: cluster.api.argo.start_update("shop", "web", "def456")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    set_connection(monkeypatch, "t_cd", conn_type="http", host="127.0.0.1", port=server.server_port)
+    cluster.deployed = server.deployed
+    yield cluster
+    server.shutdown()
 
 
 def rollout_writes(api) -> list[dict]:
@@ -258,20 +290,22 @@ def rollout_writes(api) -> list[dict]:
 def test_argo_rollout_is_stepped_and_completed(argo):
     dag_run, states = run(spec_for("k8s_argo_promote", "argo_rollouts"), {"version": "v2"}, argo.releases_dir)
     assert dag_run.state == "success", states
-    # shift_to_10: already paused at 10% (no write); shift_to_50 and promote's 100%: one resume each
-    assert rollout_writes(argo.api) == [{"pauseConditions": None}, {"pauseConditions": None}]
+    assert [d["version"] for d in argo.deployed] == ["v2"]  # the deploy step started the update, after preflight
+    # shift_to_10: the update paused at 10% by itself (no write); shift_to_50: one resume;
+    # promote: Argo's own full promotion, with no step to 100% on the canary first
+    assert rollout_writes(argo.api) == [{"pauseConditions": None}, {"promoteFull": True}]
     weights = [w.object["status"]["canary"]["weights"]["canary"]["weight"] for w in argo.api.writes[argo.before_run:]
                if w.kind == "Rollout" and w.actor == "controller"]
-    assert weights == [50, 0]  # as the controller set them after each resume: 50%, then the canary became stable
+    assert weights == [10, 50, 0]  # as the controller set them: 10%, 50% after the resume, then the canary became stable
     status = argo.api.get("Rollout", "shop", "web")["status"]
     assert status["stableRS"] == "def456" and status["phase"] == "Healthy"
-    assert xcom(dag_run, "promote")["router"] == "rollout shop/web finished its steps: revision def456 is stable"
+    assert xcom(dag_run, "promote")["router"] == "rollout shop/web fully promoted (status.promoteFull): revision def456 is stable"
     assert xcom(dag_run, "complete_rollout")["canary_weight"] == 0
 
 
 def test_faulty_argo_rollout_is_aborted(argo):
     dag_run, states = run(spec_for("k8s_argo_rollback", "argo_rollouts"), {"version": "v3"}, argo.releases_dir)
-    assert dag_run.state == "failed" and states["gate_10"] == "failed" and states["rollback"] == "success"
+    assert dag_run.state == "failed" and states["gate_10"] == "failed" and states["rollback"] == "success", states
     assert rollout_writes(argo.api) == [{"abort": True}]  # the gate's fast reset; the rollback found it aborted
     status = argo.api.get("Rollout", "shop", "web")["status"]
     assert status["abort"] is True and status["phase"] == "Degraded" and status["stableRS"] == "abc123"
@@ -290,5 +324,7 @@ def test_argo_rollout_aborted_by_someone_else_fails_the_release(argo):
     assert states["gate_10"] == "success" and states["shift_to_50"] == "failed" and states["rollback"] == "success"
     reason = xcom(dag_run, "rollback")["reason"]
     assert "shift_to_50" in reason and "rollout shop/web was aborted by someone else while moving to 50%" in reason
+    # shift tasks retry infrastructure errors with backoff, but no retry can undo someone's abort
+    assert dag_run.get_task_instance("shift_to_50").try_number == 1
     assert argo.api.get("Rollout", "shop", "web")["status"]["stableRS"] == "abc123"
     assert [w.code for w in argo.api.writes if w.actor == "client"] == [409]  # our resume met the abort; nothing else written

@@ -208,12 +208,13 @@ def runs(moto_server, airflow_db, tmp_path_factory):
 def test_healthy_version_is_promoted_and_the_alias_points_at_it(runs):
     world, run, aws = runs["promoted"]
     assert run.state == "success" and run.returncode == 0, (run.states, run.tail())
-    assert run.states["rollback"] == "skipped"
     assert "deploy_canary" not in run.states  # no deploy action: the versions are already published
-    for task in ("preflight", "shift_to_50", "gate_50", "promote", "complete_rollout"):
+    for task in ("preflight", "shift_to_50", "gate_50", "approve_100", "promote", "rollback", "complete_rollout"):
         assert run.states[task] == "success", (task, run.states)
+    assert run.xcom("rollback")["traffic_changed"] is False  # the undo ran, as a teardown, and left the promotion alone
 
-    # moto's alias: on 1, half the invocations to 2, then on 2 alone (apply(100), then promote, a no-op)
+    # moto's alias: on 1, half the invocations to 2, then on 2 alone, in one move: the alias
+    # promotes natively, so promote() is the only write (no apply(100) first)
     assert world.states == [("1", {}), ("1", {"2": 0.5}), ("2", {})]
     assert alias_state(aws["lambda"], world.function_name) == ("2", {})
 
@@ -227,9 +228,11 @@ def test_healthy_version_is_promoted_and_the_alias_points_at_it(runs):
 
     promote = run.xcom("promote")
     assert promote["canary_weight"] == 100
-    assert promote["router"] == f"lambda alias {world.function_name}:{ALIAS} → version 2 (already)"
+    assert promote["router"] == f"lambda alias {world.function_name}:{ALIAS} → version 2 (was 1)"
     assert "action" not in promote and "after_promote" not in promote
     assert run.variable("canary_stable_version__lambda_promoted") == "2"  # the next run's baseline
+    status = json.loads(run.variable("canary_status__lambda_promoted"))
+    assert status["phase"] == "promoted" and status["version"] == "2" and status["stable_version"] == "1"
 
 
 def test_bad_version_is_rolled_back_at_the_first_gate_and_the_alias_is_back_on_1(runs):

@@ -24,6 +24,8 @@ MINIMAL = {
     "name": "web",
     "router": {"type": "haproxy", "conn_id": "h", "settings": {"backend": "app"}},
     "metrics": {"type": "prometheus", "conn_id": "p"},
+    # haproxy cannot promote by itself: the new version must reach the stable slot through an action.
+    "promote": {"type": "command", "command": ["deploy-stable", "{version}"]},
 }
 
 
@@ -60,6 +62,8 @@ BAD_SPECS = [
     (spec_with(steps=[10, 50]), "steps[1]=50: must be a percentage, strictly increasing, ending at 100"),
     (spec_with(steps=[0, 100]), "steps[0]=0: must be a percentage"),
     (spec_with(steps=[]), "steps: must be a percentage"),
+    (spec_with(steps=[100]), "steps: needs at least one step below 100"),
+    (spec_with(promote=...), "promote: required: router haproxy cannot promote by itself"),
     (spec_with(steps=[1, "x", 100]), "steps[1]=x: Input should be a valid integer"),
     (spec_with(name="Bad Name"), "name=Bad Name: String should match pattern"),
     (spec_with(name=...), "name: Field required"),
@@ -159,10 +163,39 @@ def test_stable_version_is_required_somewhere():
 
 def test_conf_overrides_steps_bake_dry_run_and_approval():
     spec = parse_spec(spec_with(stable_version="v1"), "web.yaml")
-    run = resolve_run_conf(spec, {"version": "v2", "steps": [25, 100], "bake_time": 60, "dry_run": True, "approval": False})
-    assert run.steps == [25, 100] and run.bake_time == 60 and run.dry_run and not run.approval
+    run = resolve_run_conf(spec, {"version": "v2", "steps": [25, 100], "bake_time": 600, "dry_run": True, "approval": True})
+    assert run.steps == [25, 100] and run.bake_time == 600 and run.dry_run and run.approval
     assert run.takes_step(25) and not run.takes_step(5)
     assert resolve_run_conf(spec, {"version": "v2"}).steps == [1, 5, 25, 50, 100]
+
+
+def test_conf_may_only_make_a_release_safer():
+    plain = parse_spec(spec_with(stable_version="v1"), "web.yaml")
+    approved = parse_spec(spec_with(stable_version="v1", approval={"before": [100]}), "web.yaml")
+    # Approval: off by default without a spec approval, on when the spec asks or conf adds it.
+    assert not resolve_run_conf(plain, {"version": "v2"}).approval
+    assert resolve_run_conf(plain, {"version": "v2", "approval": True}).approval
+    assert resolve_run_conf(approved, {"version": "v2"}).approval
+    assert resolve_run_conf(approved, {"version": "v2", "approval": True}).approval
+    with pytest.raises(SpecError, match=r"^conf.approval=false: the spec requires approval"):
+        resolve_run_conf(approved, {"version": "v2", "approval": False})
+    # An approval the spec offers but does not require: runs opt in through conf.
+    optional = parse_spec(spec_with(stable_version="v1", approval={"before": [100], "required": False}), "web.yaml")
+    assert not resolve_run_conf(optional, {"version": "v2"}).approval
+    assert not resolve_run_conf(optional, {"version": "v2", "approval": False}).approval
+    assert resolve_run_conf(optional, {"version": "v2", "approval": True}).approval
+    # Bake time: the spec's or longer, never shorter.
+    assert resolve_run_conf(plain, {"version": "v2", "bake_time": plain.bake_time}).bake_time == plain.bake_time
+    with pytest.raises(SpecError, match=r"^conf.bake_time=299: must be seconds from the spec's bake_time \(300"):
+        resolve_run_conf(plain, {"version": "v2", "bake_time": 299})
+    # Steps: a gate must remain before 100%.
+    with pytest.raises(SpecError, match=r"^conf.steps=\[100\]: must keep at least one step below 100"):
+        resolve_run_conf(plain, {"version": "v2", "steps": [100]})
+    # force_reset is a boolean, off by default.
+    assert not resolve_run_conf(plain, {"version": "v2"}).force_reset
+    assert resolve_run_conf(plain, {"version": "v2", "force_reset": True}).force_reset
+    with pytest.raises(SpecError, match=r"^conf.force_reset='yes': must be true or false"):
+        resolve_run_conf(plain, {"version": "v2", "force_reset": "yes"})
 
 
 @pytest.mark.parametrize(
@@ -171,7 +204,9 @@ def test_conf_overrides_steps_bake_dry_run_and_approval():
         ({"steps": [5, 30, 100]}, "conf.steps=[5, 30, 100]: must be strictly increasing, end at 100, and use only the spec's steps"),
         ({"steps": [25, 5, 100]}, "conf.steps="),
         ({"steps": [5, 25]}, "conf.steps="),
-        ({"bake_time": 5000}, "conf.bake_time=5000: must be seconds between"),
+        ({"steps": [100]}, "conf.steps=[100]: must keep at least one step below 100"),
+        ({"bake_time": 5000}, "conf.bake_time=5000: must be seconds from the spec's bake_time (300"),
+        ({"bake_time": 60}, "conf.bake_time=60: must be seconds from the spec's bake_time (300"),
         ({"bake_time": "1m"}, "conf.bake_time='1m'"),
         ({"dry_run": "yes"}, "conf.dry_run='yes': must be true or false"),
     ],
@@ -188,6 +223,27 @@ def test_scheduled_runs_take_the_candidate_version():
     assert resolve_run_conf(spec, {}, candidate="v7").version == "v7"
     assert resolve_run_conf(spec, {"version": "v8"}, candidate="v7").version == "v8"
     assert resolve_run_conf(spec, {}).version == "v0"
+
+
+def test_a_router_that_promotes_natively_needs_no_promote_action():
+    lambda_router = {"type": "lambda_alias", "conn_id": "aws_default", "settings": {"function_name": "api", "alias": "live"}}
+    spec = parse_spec(spec_with(router=lambda_router, promote=...), "web.yaml")
+    assert spec.promote is None
+
+
+def test_safety_defaults_and_derived_timeouts():
+    spec = parse_spec(MINIMAL, "web.yaml")
+    assert spec.rollback_deadline == 900
+    assert parse_spec(spec_with(rollback_deadline="5m"), "web.yaml").rollback_deadline == 300
+    # Without approval a run may still ask before 100% (conf adds it); with approval, at the spec's points.
+    assert spec.approval_points == [100]
+    assert parse_spec(spec_with(approval={"before": [25, 100]}), "web.yaml").approval_points == [25, 100]
+    # A gate waits at most gate_timeout, or twice that when a check may hold.
+    never_holds = [{"name": "e", "kind": "error_rate", "on_no_data": "rollback", "on_error": "rollback",
+                    "on_inconclusive": "rollback"}]
+    assert parse_spec(spec_with(checks=never_holds), "web.yaml").gate_task_timeout == spec.gate_timeout
+    holds = [{**never_holds[0], "on_no_data": "hold"}]
+    assert parse_spec(spec_with(checks=holds), "web.yaml").gate_task_timeout == 2 * spec.gate_timeout
 
 
 def test_approval_points_must_be_steps():

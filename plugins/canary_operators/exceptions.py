@@ -3,7 +3,8 @@
     CanaryError
     ├── SpecError             bad release spec or run conf; retrying cannot fix it
     ├── RouterError           the traffic API failed; a retry may help
-    │   └── WeightNotApplied  the read-back weight differs from what was set
+    │   ├── WeightNotApplied  the read-back weight differs from what was set
+    │   └── RouterRefused     the router refuses the change for good (a Rollout someone aborted); not retried
     ├── MetricsError          the metrics backend rejected the query (bad query, auth); not retried
     │   └── BackendUnavailable  backend down, timed out or 5xx; hold and retry
     └── HookError             a deploy/promote/rollback hook (command or webhook) failed
@@ -28,6 +29,10 @@ class RouterError(CanaryError):
 
 class WeightNotApplied(RouterError):
     """The router reports a different canary weight than the one just set."""
+
+
+class RouterRefused(RouterError):
+    """The router refuses the change in a way retrying cannot fix (an Argo Rollout someone aborted)."""
 
 
 class MetricsError(CanaryError):

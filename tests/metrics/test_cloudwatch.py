@@ -487,7 +487,8 @@ def test_the_registry_knows_cloudwatch():
 
 def spec(settings: dict) -> dict:
     return {"name": "web", "router": {"type": "haproxy", "conn_id": "h", "settings": {"backend": "app"}},
-            "metrics": {"type": "cloudwatch", "conn_id": "aws_test", "settings": settings}}
+            "metrics": {"type": "cloudwatch", "conn_id": "aws_test", "settings": settings},
+            "promote": {"type": "command", "command": ["deploy-stable", "{version}"]}}  # haproxy cannot promote by itself
 
 
 def test_a_cloudwatch_spec_validates_and_arns_become_dimension_values():

@@ -380,6 +380,7 @@ MINIMAL = {
     "router": {"type": "haproxy", "conn_id": "h", "settings": {"backend": "app"}},
     "metrics": {"type": "datadog", "conn_id": "datadog_default",
                 "settings": {"api": "v1", "tags": {"service": "checkout", "env": "prod"}, "latency_unit": "ms"}},
+    "promote": {"type": "command", "command": ["deploy-stable", "{version}"]},  # haproxy cannot promote by itself
 }
 
 

@@ -404,7 +404,10 @@ def spec(**settings):
     return {"name": "web", "metrics": {"type": "prometheus", "conn_id": "p"},
             "router": {"type": "alb", "conn_id": "aws_test", "settings": {
                 "listener_arn": LISTENER, "rule_arn": RULE, "stable_target_group_arn": STABLE,
-                "canary_target_group_arn": CANARY, **settings}}}
+                "canary_target_group_arn": CANARY, **settings}},
+            # an ALB cannot promote by itself: the new version reaches the stable target group by an action
+            "promote": {"type": "ecs_deploy", "conn_id": "aws_test", "cluster": "web", "service": "web-stable",
+                        "container": "web", "image": "registry.example/web:{version}"}}
 
 
 def test_registry_and_spec_know_the_alb_router():
@@ -415,3 +418,5 @@ def test_registry_and_spec_know_the_alb_router():
         parse_spec(spec(stickiness_seconds=0), "web.yaml")
     with pytest.raises(SpecError, match="router.settings.listener_arn=nope: must be an Application Load Balancer listener ARN"):
         parse_spec(spec(listener_arn="nope"), "web.yaml")
+    with pytest.raises(SpecError, match="promote: required: router alb cannot promote by itself"):
+        parse_spec({k: v for k, v in spec().items() if k != "promote"}, "web.yaml")

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from canary_operators.exceptions import RouterError
+from canary_operators.exceptions import RouterError, RouterRefused
 from canary_operators.routers import router_class
 from canary_operators.routers.kubernetes import MERGE_PATCH
 from tests.k8s_api_server import k8s, rollout  # noqa: F401  (k8s is a fixture)
@@ -83,7 +83,7 @@ def test_aborted_by_someone_else_while_we_wait(updating):
         threading.Timer(0.05, lambda: k8s.api.mutate("Rollout", "shop", "web", lambda o: o["status"].update(abort=True))).start()
 
     k8s.api.before_next("PATCH", k8s.api.path("Rollout", "shop", "web", "status"), abort_soon)
-    with pytest.raises(RouterError, match=r"rollout shop/web was aborted by someone else while moving to 50%"):
+    with pytest.raises(RouterRefused, match=r"rollout shop/web was aborted by someone else while moving to 50%"):
         router(k8s).apply(50)
     assert router(k8s).apply(0) == 0  # the rollback finds it aborted already and writes nothing more
     assert len(k8s.api.client_writes("Rollout")) == 1
@@ -92,7 +92,7 @@ def test_aborted_by_someone_else_while_we_wait(updating):
 def test_aborted_before_the_step_says_who_may_have_done_it(updating):
     k8s = updating
     k8s.api.mutate("Rollout", "shop", "web", lambda o: o["status"].update(abort=True))
-    with pytest.raises(RouterError, match=r"rollout shop/web is aborted .*by someone else or by an earlier rollback"):
+    with pytest.raises(RouterRefused, match=r"rollout shop/web is aborted .*by someone else or by an earlier rollback"):
         router(k8s).apply(50)
 
 

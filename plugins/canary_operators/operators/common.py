@@ -6,7 +6,7 @@ from __future__ import annotations
 from airflow.sdk import BaseOperator
 
 from canary_operators.endpoint import Endpoint
-from canary_operators.exceptions import SpecError
+from canary_operators.exceptions import RouterRefused, SpecError
 from canary_operators.metrics import provider_class
 from canary_operators.routers import router_class
 from canary_operators.spec import ReleaseSpec, RunConf
@@ -98,6 +98,11 @@ class ReleaseOperator(RecordsFailure, BaseOperator):
     def execute(self, context):
         try:
             return self.run_step(context)
+        except RouterRefused as e:  # retrying cannot fix it: fail now, not after every retry's backoff
+            from airflow.sdk.exceptions import AirflowFailException
+
+            self.record_failure(context, e)
+            raise AirflowFailException(f"{type(e).__name__}: {e}") from e
         except BaseException as e:
             self.record_failure(context, e)
             raise

@@ -44,7 +44,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from canary_operators.exceptions import RouterError, WeightNotApplied
+from canary_operators.exceptions import RouterError, RouterRefused, WeightNotApplied
 from canary_operators.routers.base import TrafficRouter
 from canary_operators.routers.kubernetes import (
     DNS_SUBDOMAIN,
@@ -235,14 +235,14 @@ class ArgoRolloutsRouter(TrafficRouter):
     def _deadline(self) -> float:
         return time.monotonic() + self.settings.step_timeout_seconds
 
-    def _aborted(self, state: RolloutState, waiting: bool, doing: str) -> RouterError:
+    def _aborted(self, state: RolloutState, waiting: bool, doing: str) -> RouterRefused:
         what = state.status.get("message") or "status.abort is true"
         if waiting:
-            return RouterError(f"argo_rollouts: rollout {self.resource.namespace}/{self.resource.name} was aborted by "
-                               f"someone else while {doing} ({what}); Argo has put all traffic back on stable")
-        return RouterError(f"argo_rollouts: rollout {self.resource.namespace}/{self.resource.name} is aborted ({what}): "
-                           f"it was aborted by someone else or by an earlier rollback, so it cannot be {doing}; "
-                           f"deploy a new revision or run `kubectl argo rollouts retry rollout {self.resource.name}`")
+            return RouterRefused(f"argo_rollouts: rollout {self.resource.namespace}/{self.resource.name} was aborted by "
+                                 f"someone else while {doing} ({what}); Argo has put all traffic back on stable")
+        return RouterRefused(f"argo_rollouts: rollout {self.resource.namespace}/{self.resource.name} is aborted ({what}): "
+                             f"it was aborted by someone else or by an earlier rollback, so it cannot be {doing}; "
+                             f"deploy a new revision or run `kubectl argo rollouts retry rollout {self.resource.name}`")
 
     def _check_health(self, state: RolloutState, waiting: bool, doing: str) -> None:
         if state.aborted:
