@@ -217,27 +217,8 @@ class ApproveStep(RecordsFailure, HITLOperator):
         if taken:
             raise AirflowFailException(f"{who} approved the step to {self.weight}%, but {taken}")
 
-    def resume_execution(self, next_method, next_kwargs, context):
-        """A watch that timed out or was lost in the triggerer fails the approval (no retry), with that reason."""
-        try:
-            return super().resume_execution(next_method, next_kwargs, context)
-        except AirflowFailException:
-            raise
-        except Exception as e:
-            from airflow.sdk.exceptions import TaskDeferralError, TaskDeferralTimeout
-
-            if not isinstance(e, (TaskDeferralTimeout, TaskDeferralError)):
-                raise
-            kind = "timed out" if isinstance(e, TaskDeferralTimeout) else "was lost"
-            error = AirflowFailException(f"the approval's watch of the canary {kind} in the triggerer "
-                                         f"(is a triggerer running?): {e}")
-            self.record_failure(context, error)
-            raise error from None
+    def waited_too_long(self, kind: str) -> str:
+        return f"the approval's watch of the canary {kind} in the triggerer"
 
     def ask_again(self, context, event=None):
         return self.execute(context)
-
-    def record_failure(self, context, error: BaseException) -> None:
-        if type(error).__name__ == "TaskAwaitingInput":  # Airflow 3.3 parks the task: not a failure
-            return
-        super().record_failure(context, error)

@@ -76,13 +76,37 @@ class RecordsFailure:
     def record_failure(self, context, error: BaseException) -> None:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        if isinstance(error, AirflowSkipException) or type(error).__name__ in ("TaskDeferred", "AirflowRescheduleException"):
+        if isinstance(error, AirflowSkipException) or type(error).__name__ in (
+                "TaskDeferred", "AirflowRescheduleException", "TaskAwaitingInput"):  # waiting, not failing
             return
         try:
             context["ti"].xcom_push(key=FAILURE_KEY, value={"task": self.task_id, "error": f"{type(error).__name__}: {error}"})
         except Exception:  # recording must never hide the real error
             self.log.warning("could not record the failure reason of %s", self.task_id)
 
+    def resume_execution(self, next_method, next_kwargs, context):
+        """A trigger that timed out or was lost fails the task for good (no retry), with the reason
+        ``waited_too_long`` gives, recorded for the undo and the CI client."""
+        from airflow.sdk.exceptions import (
+            AirflowFailException,
+            AirflowSensorTimeout,
+            TaskDeferralError,
+            TaskDeferralTimeout,
+        )
+
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except AirflowFailException:
+            raise
+        # A sensor turns a trigger timeout into AirflowSensorTimeout before it gets here.
+        except (TaskDeferralTimeout, TaskDeferralError, AirflowSensorTimeout) as e:
+            kind = "was lost" if isinstance(e, TaskDeferralError) else "timed out"
+            error = AirflowFailException(f"{self.waited_too_long(kind)} (is a triggerer running?): {e}")
+            self.record_failure(context, error)
+            raise error from None
+
+    def waited_too_long(self, kind: str) -> str:
+        return f"{self.task_id}: its wait in the triggerer {kind}"
 
 
 class ReleaseOperator(RecordsFailure, BaseOperator):

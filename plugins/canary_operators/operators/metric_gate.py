@@ -92,24 +92,8 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
             )
         return super().execute(context)
 
-    def resume_execution(self, next_method, next_kwargs, context):
-        """A trigger that timed out or was lost fails the gate for good (no retry), with that reason."""
-        try:
-            return super().resume_execution(next_method, next_kwargs, context)
-        except AirflowFailException:
-            raise
-        except Exception as e:
-            from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferralError, TaskDeferralTimeout
-
-            # A sensor turns a trigger timeout into AirflowSensorTimeout before it gets here.
-            if not isinstance(e, (TaskDeferralTimeout, TaskDeferralError, AirflowSensorTimeout)):
-                raise
-            kind = "was lost" if isinstance(e, TaskDeferralError) else "timed out"
-            error = AirflowFailException(
-                f"gate at {self.weight}% {kind} in the triggerer after {self.timeout:g}s without a verdict "
-                f"(is a triggerer running?): {e}")
-            self.record_failure(context, error)
-            raise error from None
+    def waited_too_long(self, kind: str) -> str:
+        return f"gate at {self.weight}% {kind} in the triggerer after {self.timeout:g}s without a verdict"
 
     def execute_complete(self, context, event: dict):
         try:
