@@ -427,8 +427,8 @@ def api_server_down(lab: SafetyLab, outage: float = 40) -> Measured:
 def gate_task_killed(lab: SafetyLab) -> Measured:
     """SIGKILL the process of a gate that waits on a worker (poke mode)."""
     run_id = lab.start_release(conf={"bake_time": 15}, gate_state="running")
-    victims = _task_processes(lab.services, "gate_10")
-    assert victims, "no process runs gate_10"
+    victims = _task_processes(lab, run_id, "gate_10")
+    assert victims, f"no process runs gate_10: {lab.api.tis(run_id).get('gate_10')}"
     t0 = time.monotonic()
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
@@ -438,17 +438,16 @@ def gate_task_killed(lab: SafetyLab) -> Measured:
     return measured
 
 
-def _task_processes(services: AirflowServices, task_id: str) -> list[int]:
-    """Processes below the scheduler (LocalExecutor workers) whose command line names the task."""
-    found = []
-    for pid in descendants(services.procs["scheduler"].pid):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if task_id in cmdline:
-            found.append(pid)
-    return found
+def _task_processes(lab: SafetyLab, run_id: str, task_id: str) -> list[int]:
+    """The task's own process, as Airflow records it (the task instance's ``pid``), and its children."""
+    deadline = time.monotonic() + 20
+    while True:
+        pid = lab.api.tis(run_id).get(task_id, {}).get("pid")
+        if pid:
+            return [pid, *descendants(pid)]
+        if time.monotonic() > deadline:
+            return []
+        time.sleep(0.2)
 
 
 class _client_env:
