@@ -387,7 +387,11 @@ class ReleaseApi:
         self.url = services.url + "/api/v2"
 
     def request(self, method: str, path: str, ok=(200,), **kwargs) -> requests.Response:
-        answer = self.session.request(method, self.url + path, timeout=15, **kwargs)
+        for _ in range(10):  # SQLite is sometimes locked for a moment: HTTP 500 "Database error"
+            answer = self.session.request(method, self.url + path, timeout=15, **kwargs)
+            if not (answer.status_code == 500 and "Database error" in answer.text):
+                break
+            time.sleep(0.5)
         if ok and answer.status_code not in ok:
             raise AssertionError(f"{method} {path}: HTTP {answer.status_code}: {answer.text[:1000]}")
         return answer
@@ -455,11 +459,7 @@ class ReleaseApi:
     def status(self) -> dict:
         """The release's status record (Variable ``canary_status__<release>``), {} when none."""
         release = self.dag_id.removeprefix("canary_")
-        for _ in range(10):  # SQLite may be locked for a moment (HTTP 500)
-            answer = self.request("GET", f"/variables/canary_status__{release}", ok=())
-            if answer.status_code < 500:
-                break
-            time.sleep(0.5)
+        answer = self.request("GET", f"/variables/canary_status__{release}", ok=())
         if answer.status_code != 200:
             return {}
         value = answer.json()["value"]
