@@ -200,6 +200,18 @@ class SafetyLab:
                                      f"{self.services.log_tails(15)}")
             time.sleep(0.1)
 
+    def wait_record(self, what: str, predicate, timeout: float = 30) -> dict:
+        """The status record once ``predicate(record)`` holds: the guard and the undo write it just
+        after they put traffic back, so a reader that saw 0% may be a moment early."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.api.status()
+            if predicate(status):
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the status record never showed {what}: {status}")
+            time.sleep(0.3)
+
     def task_state(self, run_id: str, task_id: str) -> str | None:
         return self.api.states(run_id).get(task_id)
 
@@ -250,9 +262,8 @@ def marked_failed(lab: SafetyLab) -> Measured:
     run = lab.api.wait_run(run_id, timeout=60)
     assert run["state"] == "failed", run
     lab.api.wait_task(run_id, "rollback", ("success",), timeout=60) if lab.task_state(run_id, "rollback") != "success" else None
-    status = lab.api.status()
-    assert status["run_id"] == run_id and status["phase"] == "rolled_back", status
-    assert status["weight"] == 0, status
+    status = lab.wait_record("the undo", lambda r: r.get("phase") == "rolled_back")
+    assert status["run_id"] == run_id and status["weight"] == 0, status
     assert lab.version_of(lab.stack.stable_url) == "v1"
     return measured
 
@@ -287,9 +298,8 @@ def paused(lab: SafetyLab) -> Measured:
     lab.api.pause(True)
     limit = 5 + 20 + 2 * GUARD_EVERY + 30  # bake + stale_after + two sweeps + a sweep's own run
     measured = lab.wait_safe("DAG paused", t0, limit)
-    status = lab.api.status()
-    assert status["phase"] == "rolled_back" and status["decision"].startswith("guard:"), status
-    assert "no progress" in status["decision"], status
+    status = lab.wait_record("the guard's reset", lambda r: r.get("phase") == "rolled_back")
+    assert status["decision"].startswith("guard:") and "no progress" in status["decision"], status
     # Unpaused, the run must not push the canary up again: promote refuses, the run fails.
     lab.api.pause(False)
     run = lab.api.wait_run(run_id, timeout=90)
@@ -371,7 +381,7 @@ def second_release_refused(lab: SafetyLab, client) -> Measured:
     t0 = time.monotonic()
     lab.guard.pause(False)
     measured = lab.wait_safe("orphaned canary (guard)", t0, 3 * GUARD_EVERY + 30)
-    assert lab.api.status().get("decision", "").startswith("guard:"), lab.api.status()
+    lab.wait_record("the guard's reset", lambda r: r.get("decision", "").startswith("guard:"))
     # force_reset: put back to 0% first, then release.
     lab.guard.pause(True)
     lab.stack.haproxy_command("set server app/stable weight 90")
