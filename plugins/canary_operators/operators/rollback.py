@@ -80,7 +80,7 @@ class Rollback(ReleaseOperator):
             return {"canary_weight": status.weight, "promoted": owned, "traffic_changed": False,
                     "reason": "" if owned else reason}
         if owned:
-            return self._undo(status, run or run_conf_from_status(status), True, reason)
+            return self._undo(status, run or run_conf_from_status(status), reason)
         # Not ours: this run moved no traffic (preflight refused or never ran). Whatever another run
         # left behind is the guard's to reset, not this run's undo.
         owner = status.run_id or "(no run)"
@@ -89,17 +89,18 @@ class Rollback(ReleaseOperator):
                          self.release.name, owner, alive, reason)
         return {"canary_weight": None, "reason": reason, "traffic_changed": False}
 
-    def _undo(self, status, run: RunConf, owned: bool, reason: str) -> dict:
+    def _undo(self, status, run: RunConf, reason: str) -> dict:
+        """Undo this run's release (it owns the record)."""
         name = self.release.name
         router = build_router(self.release, run)
         # A promote that began and did not route may have put the new version into the stable slot,
         # also when its action failed half-way (a rollout that timed out): restoring is idempotent.
         done = status.promote_done
-        restore_slot = (owned and "routed" not in done and ("stable_slot" in done or status.phase == "promoting")
+        restore_slot = ("routed" not in done and ("stable_slot" in done or status.phase == "promoting")
                         and self.release.promote is not None and not router.promotes_natively)
-        if owned:  # keep "stable_slot" in the record until it is restored, for a retried undo
-            record(name, self.log, phase="rolling_back", decision=f"rollback: {reason}"[:500],
-                   **({"promote_done": ("stable_slot",)} if restore_slot else {}))
+        # Keep "stable_slot" in the record until it is restored, for a retried undo.
+        record(name, self.log, phase="rolling_back", decision=f"rollback: {reason}"[:500],
+               **({"promote_done": ("stable_slot",)} if restore_slot else {}))
         result: dict = {"version": run.version, "stable_version": run.stable_version, "reason": reason}
         if restore_slot:
             # A partial promote put the new version into the stable slot: put the old one back first.
@@ -114,7 +115,7 @@ class Rollback(ReleaseOperator):
             raise AirflowFailException(message) from None
         result.update(canary_weight=restored["weight_after"], attempts=restored["attempts"],
                       seconds_to_stable=restored["seconds_to_stable"], traffic_changed=True)
-        if self.release.rollback is not None and owned and status.phase != "idle":
+        if self.release.rollback is not None and status.phase != "idle":
             result["action"] = run_action(self.release.rollback, "rollback", run, endpoint_for)
         record(name, self.log, phase="rolled_back", weight=restored["weight_after"], decision=f"rollback: {reason}"[:500])
         self.log.error("rolled back %s %s: all traffic on stable %s (canary read back at %d%%). Why: %s",
