@@ -13,7 +13,9 @@ It behaves like a real API server where the code under test could get it wrong:
   ``application/merge-patch+json``, ``application/json-patch+json`` and (built-in kinds only)
   ``application/strategic-merge-patch+json``. A custom object answers a strategic merge patch with
   415; a JSON patch whose body is an object, or a merge patch whose body is a list, gets 400.
-  A failed JSON-patch ``test`` op or a path that does not exist gets 422. A patch that sets a
+  A JSON patch that does not apply (a failed ``test`` op, a path that does not exist) gets what
+  the real server sends: 422, reason ``Invalid``, only the generic message and empty ``details``
+  (see ``patch_not_applied``). A patch that sets a
   stale ``metadata.resourceVersion`` gets 409. A no-op write changes nothing and keeps the
   resourceVersion.
 - ``metadata.resourceVersion`` grows on every write, ``metadata.generation`` on spec changes.
@@ -80,14 +82,23 @@ KINDS_BY_NAME = {k.kind: k for k in KINDS.values()}
 class ApiError(Exception):
     def __init__(self, code: int, reason: str, message: str, details: dict | None = None):
         super().__init__(message)
-        self.code, self.reason, self.message, self.details = code, reason, message, details or {}
+        self.code, self.reason, self.message, self.details = code, reason, message, details
 
     def status(self) -> dict:
         body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": self.message, "reason": self.reason, "code": self.code}
-        if self.details:
+        if self.details is not None:
             body["details"] = self.details
         return body
+
+
+def patch_not_applied() -> ApiError:
+    """What the kube-apiserver answers when a JSON patch does not apply, whatever the cause: a
+    failed ``test`` op, a path into a missing member. ``patchObj.Apply`` fails and the handler
+    returns ``NewGenericServerResponse(422, "", GroupResource{}, "", err.Error(), 0, false)``
+    (k8s.io/apiserver endpoints/handlers/patch.go): reason Invalid, the generic message, and
+    details with no name, kind or causes (the JSON-patch error text is dropped)."""
+    return ApiError(422, "Invalid", "the server rejected our request due to an error in our request", details={})
 
 
 @dataclass
@@ -179,7 +190,7 @@ def _container(doc: Any, parts: list[str], path: str) -> tuple[Any, str]:
         elif isinstance(doc, list) and part.isdigit() and int(part) < len(doc):
             doc = doc[int(part)]
         else:
-            raise ApiError(422, "Invalid", f"jsonpatch operation does not apply: doc is missing path: {path}")
+            raise patch_not_applied()  # missing path
     return doc, parts[-1]
 
 
@@ -192,7 +203,7 @@ def _value_at(doc: Any, path: str) -> Any:
         return parent[last]
     if isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
         return parent[int(last)]
-    raise ApiError(422, "Invalid", f"jsonpatch operation does not apply: doc is missing path: {path}")
+    raise patch_not_applied()  # missing path
 
 
 def json_patch(doc: Any, ops: list) -> Any:
@@ -204,11 +215,11 @@ def json_patch(doc: Any, ops: list) -> Any:
         kind, path = op["op"], op["path"]
         if kind == "test":
             if _value_at(doc, path) != op.get("value"):
-                raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request: Testing value {path} failed")
+                raise patch_not_applied()  # the test failed
             continue
         parts = _pointer(path)
         if not parts:
-            raise ApiError(422, "Invalid", "jsonpatch: cannot replace the whole document")
+            raise patch_not_applied()
         parent, last = _container(doc, parts, path)
         if kind == "add":
             if isinstance(parent, dict):
@@ -216,7 +227,7 @@ def json_patch(doc: Any, ops: list) -> Any:
             elif isinstance(parent, list) and (last == "-" or (last.isdigit() and int(last) <= len(parent))):
                 parent.insert(len(parent) if last == "-" else int(last), copy.deepcopy(op.get("value")))
             else:
-                raise ApiError(422, "Invalid", f"jsonpatch add operation does not apply: doc is missing path: {path}")
+                raise patch_not_applied()  # missing path
         elif kind in ("replace", "remove"):
             _value_at(doc, path)  # must exist
             if isinstance(parent, dict):

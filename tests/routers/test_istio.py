@@ -4,6 +4,7 @@ provider's KubernetesHook (an Airflow connection with ``kube_config_path``)."""
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
 
@@ -136,6 +137,58 @@ def test_a_change_underneath_is_reread_and_retried_keeping_the_other_change(k8s)
     assert attempts == [422, 200]  # the resourceVersion test failed once, then the re-read patch went through
     final = k8s.api.get("VirtualService", "shop", "web")
     assert final["spec"]["http"][0]["timeout"] == "5s" and route_weights(k8s) == [90, 10]
+
+
+def test_a_failed_test_op_gets_the_real_servers_answer(k8s):
+    """The kube-apiserver's answer to a JSON patch that does not apply (handlers/patch.go:
+    NewGenericServerResponse(422, ...)): the fake must give exactly this, or the router's
+    conflict handling is tested against an answer no cluster sends."""
+    import requests
+
+    from tests.k8s_api_server import TOKEN
+
+    k8s.api.put(virtual_service())
+    url = k8s.api.url + k8s.api.path("VirtualService", "shop", "web")
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": JSON_PATCH}
+    for ops in ([{"op": "test", "path": "/metadata/resourceVersion", "value": "stale"}],
+                [{"op": "replace", "path": "/spec/http/7/route/0/weight", "value": 1}]):  # a missing member
+        answer = requests.patch(url, json=ops, headers=headers, timeout=5)
+        assert answer.status_code == 422
+        assert answer.json() == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                 "message": "the server rejected our request due to an error in our request",
+                                 "reason": "Invalid", "details": {}, "code": 422}
+
+
+def test_a_patch_that_does_not_fit_an_unchanged_object_fails_at_once(k8s):
+    """Same 422 as a lost race, but a re-read shows the object did not change: the patch is wrong,
+    and retrying it cannot help."""
+    k8s.api.put(virtual_service())
+    api = KubernetesApi(k8s.conn_id, label="istio")
+    res = vs_resource("shop", "web")
+    wrong = [{"op": "replace", "path": "/spec/http/7/route/0/weight", "value": 10}]
+    with pytest.raises(RouterError, match=r"could not apply our JSON patch to VirtualService shop/web \(HTTP 422 Invalid: "
+                                          r"the server rejected .*has not changed since we read it .*/spec/http/7"):
+        api.update(res, lambda obj: (wrong, JSON_PATCH))
+    assert [w.code for w in k8s.api.writes if w.actor == "client"] == [422]  # not retried
+
+
+def test_a_lost_race_on_every_attempt_fails_as_a_conflict(k8s):
+    """Someone writes between each of our reads and our patch: every re-read shows a new
+    resourceVersion, so each 422 is a lost race, retried, until the attempts run out."""
+    from canary_operators.routers.kubernetes import resource_version_guard
+
+    k8s.api.put(virtual_service())
+    api = KubernetesApi(k8s.conn_id, label="istio")
+
+    def build(obj):
+        k8s.api.mutate("VirtualService", "shop", "web", lambda o: o["metadata"].setdefault("labels", {}).update(n=str(time.time())))
+        return [resource_version_guard(obj), {"op": "replace", "path": "/spec/http/1/route/0/weight", "value": 90},
+                {"op": "replace", "path": "/spec/http/1/route/1/weight", "value": 10}], JSON_PATCH
+
+    with pytest.raises(RouterError, match=r"kept changing underneath us: 3 writes in a row hit a conflict"):
+        api.update(vs_resource("shop", "web"), build, attempts=3)
+    assert [w.code for w in k8s.api.writes if w.actor == "client"] == [422, 422, 422]
+    assert route_weights(k8s) == [100, 0]
 
 
 def test_a_409_is_retried_and_a_persistent_one_fails_clearly(k8s):

@@ -14,8 +14,13 @@ merge patch by the client, which custom objects refuse with 415, so ``patch`` re
 
 Concurrency. ``update`` reads, builds a patch from what it read, and sends it guarded by the
 resourceVersion it read (a ``test`` op in a JSON patch, ``metadata.resourceVersion`` in a merge
-patch). If the object changed in between, the server answers 409 (or 422 for a failed ``test``
-op); ``update`` reads again and rebuilds, up to ``attempts`` times.
+patch). If the object changed in between, the server answers 409 for a merge patch. For a
+JSON patch whose ``test`` op failed it answers 422, reason ``Invalid``, with only the generic
+message "the server rejected our request due to an error in our request" and empty ``details``
+(``NewGenericServerResponse`` in the apiserver's ``endpoints/handlers/patch.go``), exactly as for
+a path into a missing member. So ``update`` reads the object again: a new resourceVersion means
+it lost a race and rebuilds, up to ``attempts`` times; the same one means the patch does not fit
+the object, which is an error at once.
 
 Errors, per failed call (each a ``RouterError`` for routers, ``HookError`` for actions):
 
@@ -113,6 +118,20 @@ class Conflict(CanaryError):
     """The object changed since it was read (HTTP 409, or a JSON-patch ``test`` op failed)."""
 
 
+# What the kube-apiserver answers (HTTP 422, reason Invalid, empty details) when a JSON patch does
+# not apply: a failed ``test`` op, or a path into a missing member (handlers/patch.go).
+PATCH_NOT_APPLIED_MESSAGE = "the server rejected our request due to an error in our request"
+
+
+class PatchNotApplied(Conflict):
+    """A JSON patch did not apply (HTTP 422 with the generic message): the object changed since it
+    was read (a ``test`` op failed) or the patch does not fit it. Only a re-read tells which."""
+
+
+def _resource_version(obj: dict) -> str | None:
+    return (obj.get("metadata") or {}).get("resourceVersion")
+
+
 class KubernetesApi:
     """The Kubernetes API as one connection reaches it, with errors raised as ``error``.
 
@@ -161,6 +180,9 @@ class KubernetesApi:
         """Send ``body`` as a patch of ``content_type``; returns the object after the patch."""
         try:
             return self.patch_or_conflict(res, body, content_type, subresource)
+        except PatchNotApplied as e:
+            raise self.error(f"{self.label}: the API server could not apply the JSON patch to {res} (HTTP 422 Invalid: "
+                             f"{e}): it changed since it was read, or a path in the patch does not exist") from None
         except Conflict as e:
             raise self.error(f"{self.label}: {res} changed while we wrote it (HTTP 409): {e}") from None
 
@@ -193,6 +215,20 @@ class KubernetesApi:
             body, content_type = change
             try:
                 return self.patch_or_conflict(res, body, content_type, subresource)
+            except PatchNotApplied as e:
+                # A lost race and a wrong patch get the same answer: the object itself tells.
+                now = self.get(res)
+                if _resource_version(now) == _resource_version(obj):
+                    raise self.error(
+                        f"{self.label}: the API server could not apply our JSON patch to {res} (HTTP 422 Invalid: {e}), "
+                        f"and {res} has not changed since we read it (resourceVersion {_resource_version(obj)}): the "
+                        f"patch does not fit the object, e.g. a path that does not exist: {json.dumps(body)[:500]}") from None
+                last = e
+                log.warning("%s: %s changed while we wrote it (a JSON-patch test failed, resourceVersion %s -> %s); "
+                            "building the patch again (attempt %d of %d)", self.label, res, _resource_version(obj),
+                            _resource_version(now), attempt, attempts)
+                if attempt < attempts:
+                    time.sleep(min(0.05 * 2 ** (attempt - 1), 1.0))
             except Conflict as e:
                 last = e
                 log.warning("%s: %s changed while we wrote it (%s); reading it again (attempt %d of %d)",
@@ -228,8 +264,11 @@ class KubernetesApi:
             body = {}
         message = body.get("message") or (e.reason or "").strip() or "no message"
         where = f"{res}" + (f" ({subresource})" if subresource else "")
-        if status == 409 or (status == 422 and "Testing value" in message):
+        if status == 409:
             return Conflict(message)
+        if (status == 422 and body.get("reason") == "Invalid" and message == PATCH_NOT_APPLIED_MESSAGE
+                and not (body.get("details") or {}).get("causes")):
+            return PatchNotApplied(message)
         if status == 404:
             if body.get("details", {}).get("name") == res.name or f'"{res.name}" not found' in message:
                 return self.error(f"{self.label}: {where} not found (HTTP 404): {message}")
@@ -249,7 +288,7 @@ class KubernetesApi:
 
 
 def unchanged(path: str, value: Any) -> dict:
-    """A JSON-patch ``test`` op: the patch fails (422) unless ``path`` still holds ``value``."""
+    """A JSON-patch ``test`` op: the patch fails (422, ``PatchNotApplied``) unless ``path`` still holds ``value``."""
     return {"op": "test", "path": path, "value": value}
 
 
