@@ -53,8 +53,10 @@ SPEC = {
     "deploy": {"type": "webhook", "conn_id": CANARY_ADMIN, "endpoint": "/admin/deploy"},
     "promote": {"type": "webhook", "conn_id": STABLE_ADMIN, "endpoint": "/admin/deploy"},
     # Optional approval: the CI runs go without it, the approval tests ask with {"approval": true}.
-    "approval": {"before": [100], "timeout": "2m", "hold": "5s", "required": False},
+    # Only the admin may answer; "ci" (an admin too, the CI client's kind of user) may not.
+    "approval": {"before": [100], "timeout": "2m", "hold": "5s", "required": False, "approvers": ["admin"]},
 }
+APPROVER, NOT_APPROVER = "admin", "ci"
 
 
 def test_fast_settings_are_real_airflow_options():
@@ -91,7 +93,8 @@ def airflow(demo_stack, tmp_path_factory):
         CANARY_ADMIN: {"conn_type": "http", "host": "127.0.0.1", "port": demo_stack.canary_port, "password": ADMIN_TOKEN},
         STABLE_ADMIN: {"conn_type": "http", "host": "127.0.0.1", "port": demo_stack.stable_port, "password": ADMIN_TOKEN},
     }
-    env = {"CANARY_RELEASES_DIR": str(releases)}
+    env = {"CANARY_RELEASES_DIR": str(releases),
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{APPROVER}:admin,{NOT_APPROVER}:admin"}
     env.update({f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(fields) for conn_id, fields in connections.items()})
     services = AirflowServices(tmp_path_factory.mktemp("airflow-home"), api_port=free_port(), extra_env=env)
     services.start(timeout=180)  # raises with the tail of every component's log
@@ -280,6 +283,30 @@ def test_approval_through_the_rest_api_promotes(stack, api):
     assert api.xcom(run_id, "approve_100")["approved"] == "Promote"
     assert canary_weight(stack) == 0
     assert version_of(stack.stable_url) == "v2"
+
+
+def test_only_the_specs_approvers_may_answer(stack, api, airflow):
+    """``approval.approvers`` becomes Airflow's ``assigned_users``: the API refuses anyone else
+    (HTTP 403), even an admin who triggered the release, and the question stays open."""
+    run_id = api.trigger({"version": "v2", "stable_version": "v1", "approval": True}).json()["dag_run_id"]
+    api.wait_for_question(run_id)
+    hitl_path = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve_100/-1/hitlDetails"
+    assert api.get(hitl_path)["assigned_users"] == [{"id": APPROVER, "name": APPROVER}]
+    password = json.loads(airflow.password_file.read_text())[NOT_APPROVER]
+    token = requests.post(f"{airflow.url}/auth/token", json={"username": NOT_APPROVER, "password": password},
+                          timeout=10).json()["access_token"]
+    refused = requests.patch(f"{airflow.url}/api/v2{hitl_path}", json={"chosen_options": ["Promote"]},
+                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert refused.status_code == 403, refused.text
+    assert "not a respondent" in refused.json()["detail"], refused.text
+    hitl = api.get(hitl_path)
+    assert hitl["response_received"] is False and canary_weight(stack) == 10
+    # The approver answers.
+    api.request("PATCH", hitl_path, json={"chosen_options": ["Roll back"]})
+    run = api.wait_run(run_id)
+    assert run["state"] == "failed", f"{api.states(run_id)}{api.mismatches(run_id)}"
+    assert f"by {APPROVER}" in api.xcom(run_id, "rollback")["reason"]
+    assert canary_weight(stack) == 0
 
 
 def test_approval_answered_roll_back_fails_the_run_with_traffic_on_stable(stack, api):

@@ -207,6 +207,9 @@ class ApprovalSpec(_Strict):
     # False: a run asks only when its conf says {"approval": true}; True: every run asks, and
     # conf cannot switch it off.
     required: bool = True
+    # Who may answer: user ids as the auth manager gives them (the username with the simple auth
+    # manager). Empty: anyone who may edit the DAG's human-in-the-loop details.
+    approvers: list[Annotated[str, Field(min_length=1, max_length=250)]] = Field(default_factory=list)
 
 
 def _default_checks() -> list:

@@ -1,7 +1,8 @@
 """ApproveStep: ask a person before a step (e.g. before 100%), with the gates' evidence so far.
 
 The options are Promote (or Continue), Roll back, and Hold a bit longer. No answer within the
-spec's approval timeout counts as Roll back.
+spec's approval timeout counts as Roll back. With ``approval.approvers``, only those users may
+answer (Airflow's ``assigned_users``: the API answers anyone else HTTP 403).
 
 While it waits, the canary keeps serving the last step's traffic, so it stays judged: the task
 defers to ``ApprovalWatchTrigger``, which looks at the checks the way the gate does (only a
@@ -67,6 +68,9 @@ class ApproveStep(RecordsFailure, HITLOperator):
             options=[self.go, ROLL_BACK, HOLD],
             defaults=[ROLL_BACK],  # taken when nobody answers in time: traffic goes back to stable
             response_timeout=timedelta(seconds=approval.timeout),
+            # Airflow's API refuses (HTTP 403) an answer from anyone else; the simple auth manager's
+            # user id is the username.
+            assigned_users=[{"id": user, "name": user} for user in approval.approvers] or None,
             **kwargs,
         )
         self.release = release
