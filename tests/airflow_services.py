@@ -145,8 +145,12 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 class AirflowServices:
-    def __init__(self, home: Path, api_port: int, extra_env: dict[str, str] | None = None):
+    def __init__(self, home: Path, api_port: int, extra_env: dict[str, str] | None = None,
+                 components: tuple[str, ...] = tuple(COMPONENTS)):
+        """``components``: which to start (the api-server always); e.g. only the api-server and
+        the dag-processor for a test of parsing alone."""
         self.home = Path(home)
+        self.components = tuple(dict.fromkeys(("api-server", *components)))
         self.api_port = api_port
         self.url = f"http://127.0.0.1:{api_port}"
         self.logs = self.home / "logs-e2e"
@@ -180,7 +184,7 @@ class AirflowServices:
                               env=self.env, capture_output=True, text=True, timeout=120)
         if pool.returncode != 0:
             raise AirflowStartError(f"airflow pools set exited {pool.returncode}: {pool.stderr[-2000:]}")
-        for name in COMPONENTS:
+        for name in self.components:
             self.start_component(name)
         try:
             self._wait_healthy(timeout)
@@ -232,7 +236,7 @@ class AirflowServices:
             try:
                 health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=2).json()
                 last = json.dumps(health)
-                needed = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+                needed = ("metadatabase", *(n.replace("-", "_") for n in self.components if n != "api-server"))
                 if all((health.get(k) or {}).get("status") == "healthy" for k in needed) and self.password_file.exists():
                     return
             except (requests.RequestException, ValueError) as e:

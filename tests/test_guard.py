@@ -120,7 +120,8 @@ def test_the_guard_dag_maps_one_reconcile_task_per_valid_spec(tmp_path, monkeypa
     monkeypatch.delenv("CANARY_GUARD_SCHEDULE", raising=False)
     dags = build_dags(releases_with_a_broken_spec(tmp_path))
 
-    assert set(dags) == {"canary_web", "canary_demo", GUARD_DAG_ID, "canary_invalid_release_specs"}
+    assert set(dags) == {"canary_web", "canary_demo", GUARD_DAG_ID, "canary_broken"}  # the broken spec's placeholder
+    assert "invalid-spec" in dags["canary_broken"].tags
     guard = dags[GUARD_DAG_ID]
     assert guard.max_active_runs == 1  # safe to run twice, never at once
     assert guard.is_paused_upon_creation is False  # a guard that starts paused guards nothing

@@ -12,6 +12,11 @@ a dry run that went through): a rolled-back run ends failed, also one marked fai
 hand, and only a promoted run succeeds. Teardowns run even when a user marks the run (Airflow
 3.3 leaves them to finish and sets the run's state after them). ``approve_N`` asks only when the spec or the run's
 conf wants approval. ``canary_guard`` sweeps every release for canaries no live run owns.
+
+A spec that cannot be loaded (any error, not only a ``SpecError``) becomes a placeholder DAG of
+its own, ``canary_<file name>``, that runs nothing: its description, doc and tags carry the error,
+which names the file and field, and its one task fails with it. The factory file itself never
+raises, because a real DAG processor marks every DAG of a file that raises as stale.
 """
 
 from __future__ import annotations
@@ -20,40 +25,68 @@ import json
 import logging
 import math
 import os
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from airflow.sdk import DAG, Param, chain
+from airflow.sdk import DAG, BaseOperator, Param, chain
 
 from canary_operators.exceptions import SpecError
 from canary_operators.operators import ApproveStep, CompleteRollout, DeployCanary, MetricGate, Preflight, Promote, Rollback, ShiftTraffic
 from canary_operators.operators.common import PREFLIGHT_TASK
 from canary_operators.operators.rollback import ROLLBACK_POOL, ROLLBACK_PRIORITY
-from canary_operators.spec import VERSION_PATTERN, ReleaseSpec, load_spec
+from canary_operators.spec import VERSION_SCHEMA_PATTERN, ReleaseSpec, display_path, load_spec
 
 log = logging.getLogger(__name__)
 RELEASES_DIR_ENV = "CANARY_RELEASES_DIR"
 START_DATE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
-class InvalidReleaseSpecs(DAG):
-    """Carries spec errors into Airflow's import errors: it refuses to be bagged, with the message.
+INVALID_TAG = "invalid-spec"
+FOLDER_ERRORS_DAG_ID = "canary_invalid_release_specs"  # errors of the folder, not of one file
 
-    Airflow records the error against the factory file and still loads the file's other DAGs.
-    """
 
-    def __init__(self, errors: list[str]):
-        super().__init__(dag_id="canary_invalid_release_specs", schedule=None, start_date=START_DATE)
-        self.spec_errors = errors
+class SpecErrorTask(BaseOperator):
+    """The one task of a broken spec's placeholder DAG: it fails with the spec's error."""
 
-    def validate(self):
-        raise SpecError("\n".join(self.spec_errors))
+    def __init__(self, *, error: str, **kwargs):
+        super().__init__(**kwargs)
+        self.error = error
+
+    def execute(self, context):
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"this release spec is invalid; nothing was released:\n{self.error}")
+
+
+def build_invalid_dag(dag_id: str, error: str) -> DAG:
+    """A visible DAG for a spec that did not load: it runs nothing, and shows the error (file and
+    field) as its description, its doc and in its one failing task."""
+    first = error.splitlines()[0] if error else "invalid release spec"
+    with DAG(
+        dag_id=dag_id,
+        description=f"INVALID RELEASE SPEC: {first}"[:1000],
+        doc_md="**This release spec is invalid; the DAG runs nothing until it is fixed.**\n\n```\n" + error + "\n```",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["canary", INVALID_TAG],
+        default_args={"owner": "airflow", "retries": 0},
+    ) as dag:
+        SpecErrorTask(task_id="spec_error", error=error)
+    return dag
+
+
+def invalid_dag_id(stem: str) -> str:
+    """``canary_<stem>``: the id the spec's DAG would have, so the broken release shows in place."""
+    return "canary_" + re.sub(r"[^A-Za-z0-9_.-]", "_", stem)[:200]
 
 
 def _params(spec: ReleaseSpec) -> dict:
     """The trigger form. The API refuses conf that breaks these schemas with HTTP 400."""
     needs_version = spec.default_version is None and spec.candidate_variable is None
-    version_schema = dict(type=["null", "string"], pattern=VERSION_PATTERN.pattern)
+    version_schema = dict(type=["null", "string"], pattern=VERSION_SCHEMA_PATTERN)
     params = {
         "version": Param(
             spec.default_version, title="Version to release", section="Release",
@@ -199,38 +232,79 @@ def build_guard_dag(specs: dict[str, Path]) -> DAG:
     return dag
 
 
-def spec_files(releases_dir: Path) -> list[Path]:
-    return sorted(p for p in releases_dir.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+def spec_files(releases_dir: Path) -> tuple[list[Path], dict[str, str]]:
+    """The spec files, and an error per file stem that cannot be a spec: ``.yml``/``.yaml`` twins
+    of one name, or a suffix in the wrong case (``.YAML`` would otherwise be silently ignored)."""
+    by_stem: dict[str, list[Path]] = {}
+    errors: dict[str, str] = {}
+    for path in sorted(releases_dir.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in SPEC_SUFFIXES:
+            continue
+        if path.suffix not in SPEC_SUFFIXES:
+            errors[path.stem] = (f"{display_path(path)}: (file name): suffix {path.suffix} is not read; "
+                                 f"rename it to {path.stem}.yaml")
+            continue
+        by_stem.setdefault(path.stem, []).append(path)
+    files = []
+    for stem, paths in sorted(by_stem.items()):
+        if len(paths) > 1:
+            errors[stem] = (f"{display_path(paths[0])}: (file name): {' and '.join(p.name for p in paths)} "
+                            "both define the release; keep one")
+        elif stem not in errors:
+            files.append(paths[0])
+    return files, errors
 
 
 def build_dags(releases_dir: Path | str | None = None, only_dag_id: str | None = None) -> dict[str, DAG]:
-    """Every spec's DAG by dag_id; invalid specs are gathered into one ``InvalidReleaseSpecs``."""
+    """Every spec's DAG by dag_id. Each file stands alone: a spec that fails to load, for any
+    reason, becomes its own placeholder DAG (``build_invalid_dag``), and the others and
+    ``canary_guard`` are built as usual. Never raises for a spec's sake."""
     releases_dir = Path(releases_dir or os.environ.get(RELEASES_DIR_ENV) or default_releases_dir())
     dags: dict[str, DAG] = {}
-    errors: list[str] = []
+    broken: dict[str, str] = {}  # placeholder dag_id → error
     guarded: dict[str, Path] = {}
     targets: dict[str, str] = {}  # router target → the spec file that claimed it
     want_guard = only_dag_id in (None, GUARD_DAG_ID)
-    for path in spec_files(releases_dir):
-        if only_dag_id and only_dag_id != f"canary_{path.stem}" and not want_guard:
+    if not releases_dir.is_dir():
+        message = (f"{releases_dir}: (folder): the releases folder does not exist or is not a folder; "
+                   f"set {RELEASES_DIR_ENV} or create it")
+        log.error("no release specs: %s", message)
+        if only_dag_id in (None, FOLDER_ERRORS_DAG_ID):
+            dags[FOLDER_ERRORS_DAG_ID] = build_invalid_dag(FOLDER_ERRORS_DAG_ID, message)
+        return dags
+    files, file_errors = spec_files(releases_dir)
+    for stem, message in file_errors.items():
+        broken[invalid_dag_id(stem)] = message
+    for path in files:
+        if only_dag_id and only_dag_id != invalid_dag_id(path.stem) and not want_guard:
             continue  # a task run needs only its own DAG
         try:
             spec = load_spec(path)
             target = json.dumps([spec.router.type, spec.router.conn_id, spec.router.settings], sort_keys=True, default=str)
             if target in targets:
-                raise SpecError(f"{path.name}: router: the same traffic target as {targets[target]}; one release per "
-                                "target, since the safe start and canary_guard judge a target by its one status record")
+                raise SpecError(f"{display_path(path)}: router: the same traffic target as {targets[target]}; one release "
+                                "per target, since the safe start and canary_guard judge a target by its one status record")
             targets[target] = path.name
             guarded[spec.name] = path
             if only_dag_id in (None, spec.dag_id):
                 dags[spec.dag_id] = build_dag(spec, source=path.name)
         except SpecError as e:
-            log.error("skipping release spec: %s", e)
-            errors.append(str(e))
+            log.error("invalid release spec: %s", e)
+            broken[invalid_dag_id(path.stem)] = str(e)
+        except Exception as e:  # noqa: BLE001 - any failure of one file is that file's error
+            log.exception("release spec %s failed to load", path)
+            broken[invalid_dag_id(path.stem)] = f"{display_path(path)}: (file): {type(e).__name__}: {e}"
     if want_guard and guarded:
         dags[GUARD_DAG_ID] = build_guard_dag(guarded)
-    if errors and only_dag_id is None:
-        dags["canary_invalid_release_specs"] = InvalidReleaseSpecs(errors)
+    for dag_id, message in broken.items():
+        if only_dag_id not in (None, dag_id):
+            continue
+        while dag_id in dags:  # a file name that sanitises to a valid spec's id
+            dag_id += "_invalid"
+        dags[dag_id] = build_invalid_dag(dag_id, message)
     return dags
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import re
 
+MAX_SECONDS = 7 * 24 * 3600.0  # a week: longer is a typo (1.0e+20), and timedelta overflows
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _FACTOR = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(value: object) -> float:
-    """Return seconds. Raise ValueError with a readable message on anything else."""
+    """Return seconds, finite and at most 7 days. Raise ValueError with a readable message on anything else."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration (use seconds or e.g. '30s', '5m')")
     if isinstance(value, (int, float)):
@@ -24,6 +26,10 @@ def parse_duration(value: object) -> float:
             raise ValueError(f"{value!r} is not a duration (use seconds or e.g. '30s', '5m')")
     else:
         raise ValueError(f"{value!r} is not a duration (use seconds or e.g. '30s', '5m')")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a finite duration")
     if seconds < 0:
         raise ValueError(f"{value!r} is negative")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{value!r} is longer than 7 days ({MAX_SECONDS:g}s)")
     return seconds

@@ -7,7 +7,10 @@ increasing, ending at 100``. No Airflow import here.
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -19,7 +22,13 @@ from canary_operators.exceptions import SpecError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 # Versions end up in PromQL label matchers, webhook bodies and command arguments.
+# Always ``fullmatch``: Python's ``$`` also matches before a trailing newline.
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+# The same rule for JSON schema (the trigger form, checked by Python's re.search and by the UI's
+# JavaScript): ``(?![\s\S])`` is "end of text" in both, where ``$`` would let "v1\n" through.
+VERSION_SCHEMA_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}(?![\s\S])"
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_TAG_LENGTH = 100  # Airflow's limit for a DAG tag
 METRIC_NAME_PATTERN = r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"
 DEFAULT_STEPS = [1, 5, 25, 50, 100]
 STEPS_RULE = "must be a percentage, strictly increasing, ending at 100"
@@ -28,7 +37,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BackendSpec(_Strict):
@@ -98,7 +107,7 @@ class CommandHook(_Strict):
     """Run a command (no shell). ``{version}``, ``{stable_version}``, ``{release}`` are filled in."""
 
     type: Literal["command"]
-    command: list[str] = Field(min_length=1)
+    command: list[Template] = Field(min_length=1)
     timeout: Duration = 300.0
 
 
@@ -142,19 +151,33 @@ _K8S_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"  # RFC 1123 subdomain
 _K8S_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"  # RFC 1123 label (namespaces, containers)
 
 
-def _image_template(image: Any) -> Any:
-    """An image with only the placeholders actions fill in."""
-    if isinstance(image, str):
+TEMPLATE_FIELDS = ("version", "stable_version", "release")
+_TEMPLATE_HELP = "use {version}, {stable_version} or {release}, and write literal braces as {{ and }}"
+
+
+def _template(value: Any) -> Any:
+    """A ``str.format`` template with only the placeholders actions fill in, checked at load so
+    that ``{versoin}``, ``{0}`` or a JSON argument fails here and not in the deploy or rollback."""
+    if isinstance(value, str):
         from string import Formatter
 
         try:
-            names = {name for _, name, _, _ in Formatter().parse(image) if name is not None}
+            parts = list(Formatter().parse(value))
         except ValueError as e:
-            raise ValueError(f"not a valid image template: {e}") from None
-        unknown = sorted(names - {"version", "stable_version", "release"})
-        if unknown:
-            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; use {{version}}, {{stable_version}} or {{release}}")
-    return image
+            raise ValueError(f"not a valid template ({e}); {_TEMPLATE_HELP}") from None
+        for _, name, spec, conversion in parts:
+            if name is None:
+                continue
+            if name not in TEMPLATE_FIELDS:
+                shown = "{" + name + "}" if name.strip() else "{}"
+                raise ValueError(f"unknown placeholder {shown}; {_TEMPLATE_HELP}")
+            if spec or conversion:
+                raise ValueError(f"placeholder {{{name}}} takes no format spec or conversion; {_TEMPLATE_HELP}")
+    return value
+
+
+_image_template = _template
+Template = Annotated[str, BeforeValidator(_template)]
 
 
 class K8sDeployHook(_Strict):
@@ -220,7 +243,7 @@ class ReleaseSpec(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     owner: str = "airflow"
-    tags: list[str] = Field(default_factory=list)
+    tags: list[Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH)]] = Field(default_factory=list)
     schedule: str | None = None
     default_version: str | None = None
     stable_version: str | None = None
@@ -380,7 +403,7 @@ def _semantic_issues(spec: ReleaseSpec) -> list[str]:
                 issues.append(_issue(f"approval.before[{i}]", step, f"must be one of the steps {spec.steps}"))
     for version_field in ("default_version", "stable_version"):
         value = getattr(spec, version_field)
-        if value is not None and not VERSION_PATTERN.match(value):
+        if value is not None and not VERSION_PATTERN.fullmatch(value):
             issues.append(_issue(version_field, value, f"must match {VERSION_PATTERN.pattern}"))
     if spec.schedule is not None:
         issues.extend(_schedule_issues(spec.schedule))
@@ -391,8 +414,10 @@ def _semantic_issues(spec: ReleaseSpec) -> list[str]:
         except SpecError as e:
             issues.append(_issue(f"{field}.type", backend.type, str(e)))
             continue
+        issues.extend(_issue(f"{field}.settings{loc}", value, "must be a finite number")
+                      for loc, value in _non_finite(backend.settings))
         try:
-            cls.settings_model.model_validate(backend.settings)
+            cls.settings_model.model_validate(backend.settings, strict=True)
         except ValidationError as e:
             issues.extend(f"{field}.settings.{i}" for i in _pydantic_issues(e))
         if cls.needs_connection and not backend.conn_id:
@@ -402,6 +427,18 @@ def _semantic_issues(spec: ReleaseSpec) -> list[str]:
                                  "without a promote action the new version would serve all traffic from the canary "
                                  "slot; give the action that puts the version into the stable slot"))
     return issues
+
+
+def _non_finite(data: Any, loc: str = ""):
+    """Every NaN or infinite number in free-form ``settings``, with where it is."""
+    if isinstance(data, float) and not math.isfinite(data):
+        yield loc, str(data)
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _non_finite(value, f"{loc}.{key}")
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _non_finite(value, f"{loc}[{i}]")
 
 
 def _schedule_issues(schedule: str) -> list[str]:
@@ -414,8 +451,8 @@ def _schedule_issues(schedule: str) -> list[str]:
 
 
 def display_path(path: Path) -> str:
-    """The path as a user names it: relative to the project root when inside it."""
-    path = Path(path).resolve()
+    """The path as a user names it (a symlink by its own name): relative to the project root when inside it."""
+    path = Path(path).parent.resolve() / Path(path).name
     for root in path.parents:
         if (root / "dags").is_dir() and (root / "include").is_dir():
             return str(path.relative_to(root))
@@ -427,7 +464,7 @@ def parse_spec(data: Any, source: str) -> ReleaseSpec:
     if not isinstance(data, dict):
         raise SpecError(f"{source}: (top level): must be a mapping of fields, got {type(data).__name__}")
     try:
-        spec = ReleaseSpec.model_validate(data)
+        spec = ReleaseSpec.model_validate(data, strict=True)  # no booleans or strings as numbers
     except ValidationError as e:
         raise SpecError("\n".join(f"{source}: {issue}" for issue in _pydantic_issues(e))) from None
     issues = _semantic_issues(spec)
@@ -436,19 +473,86 @@ def parse_spec(data: Any, source: str) -> ReleaseSpec:
     return spec
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, except that a key given twice in one mapping is an error (a second
+    ``checks:`` block must not silently replace the first). A few aliases are fine; many are a
+    "billion laughs" that would blow up in memory and time."""
+
+    max_aliases = 100
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases = getattr(self, "aliases", 0) + 1
+            if self.aliases > self.max_aliases:
+                raise yaml.composer.ComposerError(None, None, f"more than {self.max_aliases} aliases (*name)",
+                                                  self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue  # an unhashable key: construct_mapping below reports it
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first.start_mark.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_spec_text(path: Path, source: str) -> str:
+    """The file's text, refusing what is not a plain, small, UTF-8 file inside its folder.
+
+    Checked with ``os.stat`` before opening, and opened non-blocking, so a named pipe or a
+    device never hangs the DAG processor."""
+    folder = path.parent.resolve()
+    try:
+        if path.is_symlink():
+            target = path.resolve()
+            if not target.is_relative_to(folder):
+                raise SpecError(f"{source}: (file): a symlink that leaves the releases folder ({folder}); "
+                                "keep the spec itself in the folder")
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError(f"{source}: (file): not a regular file; a spec must be a plain YAML file")
+        if info.st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"{source}: (file): {info.st_size} bytes; a spec may have at most {MAX_SPEC_BYTES} bytes")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # replaced between stat and open
+                raise SpecError(f"{source}: (file): not a regular file; a spec must be a plain YAML file")
+            raw = fh.read(MAX_SPEC_BYTES + 1)
+    except OSError as e:
+        raise SpecError(f"{source}: (file): cannot read: {e.strerror or e}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{source}: (file): more than {MAX_SPEC_BYTES} bytes; a spec may have at most {MAX_SPEC_BYTES}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise SpecError(f"{source}: (file): not UTF-8: byte 0x{raw[e.start]:02x} at line {line} "
+                        f"(offset {e.start}); save the spec as UTF-8") from None
+
+
 def load_spec(path: Path | str) -> ReleaseSpec:
     """Read and validate one release spec file."""
     path = Path(path)
     source = display_path(path)
+    text = read_spec_text(path, source)
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise SpecError(f"{source}: cannot read: {e.strerror}") from None
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
         raise SpecError(f"{source}: {where}not valid YAML: {getattr(e, 'problem', e)}") from None
-    spec = parse_spec(data, source)
+    except RecursionError:
+        raise SpecError(f"{source}: (top level): nested too deeply to be a release spec") from None
+    try:
+        spec = parse_spec(data, source)
+    except RecursionError:
+        raise SpecError(f"{source}: (top level): nested too deeply to be a release spec") from None
     if path.stem != spec.name:
         raise SpecError(f"{source}: name={spec.name}: must match the file name ({path.stem})")
     return spec
@@ -491,7 +595,7 @@ def resolve_run_conf(
     for key, value in (("version", version), ("stable_version", stable)):
         if value is None:
             raise SpecError(f"conf.{key}: required (the spec sets no default)")
-        if not isinstance(value, str) or not VERSION_PATTERN.match(value):
+        if not isinstance(value, str) or not VERSION_PATTERN.fullmatch(value):
             raise SpecError(f"conf.{key}={value!r}: must match {VERSION_PATTERN.pattern}")
     # Conf may only make a release safer: skip steps while a gate remains, lengthen the bake,
     # add approval. It may not remove the spec's gates, approval or bake time.

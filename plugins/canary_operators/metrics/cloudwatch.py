@@ -124,7 +124,7 @@ def metric_name(value: Any) -> str:
 
 def namespace(value: Any) -> str:
     """A valid CloudWatch namespace; ValueError otherwise."""
-    if not isinstance(value, str) or not NAMESPACE_PATTERN.match(value) or value.startswith(":") or not value.strip():
+    if not isinstance(value, str) or not NAMESPACE_PATTERN.fullmatch(value) or value.startswith(":") or not value.strip():
         raise ValueError("a namespace must be 1 to 255 of A-Z a-z 0-9 . - _ / # : and space, not starting with ':'")
     return value
 
@@ -132,7 +132,7 @@ def namespace(value: Any) -> str:
 def _load_balancer(value: str) -> str:
     if isinstance(value, str) and value.startswith("arn:") and ":loadbalancer/" in value:
         value = value.split(":loadbalancer/", 1)[1]  # CloudWatch's dimension is the ARN's suffix
-    if not LOAD_BALANCER_PATTERN.match(dimension_value(value)):
+    if not LOAD_BALANCER_PATTERN.fullmatch(dimension_value(value)):
         raise ValueError("must be the ALB's ARN suffix app/<name>/<id> (or its ARN)")
     return value
 
@@ -140,7 +140,7 @@ def _load_balancer(value: str) -> str:
 def _target_group(value: str) -> str:
     if isinstance(value, str) and value.startswith("arn:") and ":targetgroup/" in value:
         value = "targetgroup/" + value.split(":targetgroup/", 1)[1]
-    if not TARGET_GROUP_PATTERN.match(dimension_value(value)):
+    if not TARGET_GROUP_PATTERN.fullmatch(dimension_value(value)):
         raise ValueError("must be the target group's ARN suffix targetgroup/<name>/<id> (or its ARN)")
     return value
 
@@ -148,13 +148,13 @@ def _target_group(value: str) -> str:
 def _function_name(value: str) -> str:
     if isinstance(value, str) and value.startswith("arn:") and ":function:" in value:
         value = value.split(":function:", 1)[1].split(":", 1)[0]
-    if not isinstance(value, str) or not FUNCTION_NAME_PATTERN.match(value):
+    if not isinstance(value, str) or not FUNCTION_NAME_PATTERN.fullmatch(value):
         raise ValueError("must be a Lambda function name (1 to 64 of A-Z a-z 0-9 _ -) or its ARN")
     return value
 
 
 def _alias(value: str) -> str:
-    if not isinstance(value, str) or not ALIAS_PATTERN.match(value):
+    if not isinstance(value, str) or not ALIAS_PATTERN.fullmatch(value):
         raise ValueError("must be a Lambda alias name (1 to 128 of A-Z a-z 0-9 _ -, not only digits)")
     return value
 

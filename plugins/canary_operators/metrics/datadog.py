@@ -48,14 +48,14 @@ _QUANTILE_AGGREGATOR = {0.5: "p50", 0.95: "p95", 0.99: "p99"}
 
 def tag_key(key: str) -> str:
     """A tag name fit for a query, lowercased; ValueError naming it otherwise."""
-    if not isinstance(key, str) or not TAG_KEY_PATTERN.match(key):
+    if not isinstance(key, str) or not TAG_KEY_PATTERN.fullmatch(key):
         raise ValueError(f"tag name {key!r} must start with a letter and use only letters, digits and _ - . /")
     return key.lower()
 
 
 def tag_value(value: str) -> str:
     """A tag value fit for a query, lowercased; ValueError naming it otherwise."""
-    if not isinstance(value, str) or not TAG_VALUE_PATTERN.match(value):
+    if not isinstance(value, str) or not TAG_VALUE_PATTERN.fullmatch(value):
         raise ValueError(f"tag value {value!r} must be 1 to 200 letters, digits or _ - : . /")
     return value.lower()
 

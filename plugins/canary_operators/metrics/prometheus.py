@@ -88,7 +88,7 @@ class PrometheusSettings(BaseModel):
     @classmethod
     def _label_names(cls, labels: dict[str, str]) -> dict[str, str]:
         for name in labels:
-            if not re.match(_LABEL, name):
+            if not re.fullmatch(_LABEL, name):
                 raise ValueError(f"label name {name!r} must match {_LABEL}")
         return labels
 

@@ -49,7 +49,7 @@ _EXAMPLES = {"listener": "listener/app/NAME/ID/ID", "listener rule": "listener-r
 
 
 def _check_arn(kind: str, value: str) -> str:
-    if not _ARNS[kind].match(value):
+    if not _ARNS[kind].fullmatch(value):
         raise ValueError(f"must be an Application Load Balancer {kind} ARN "
                          f"(arn:aws:elasticloadbalancing:REGION:ACCOUNT:{_EXAMPLES[kind]})")
     return value

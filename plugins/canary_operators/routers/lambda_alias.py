@@ -45,7 +45,7 @@ class LambdaAliasSettings(AwsRetrySettings):
     @field_validator("alias")
     @classmethod
     def _not_a_version(cls, value: str) -> str:
-        if VERSION_NUMBER.match(value):
+        if VERSION_NUMBER.fullmatch(value):
             raise ValueError("is a version number, not an alias name")
         return value
 
@@ -86,7 +86,7 @@ class LambdaAliasRouter(TrafficRouter):
             raise RouterError(f"lambda_alias: the canary is the run's version (a Lambda version number), but no run "
                               f"was given to the router of {self._name}")
         version = self.run.version
-        if not VERSION_NUMBER.match(version):
+        if not VERSION_NUMBER.fullmatch(version):
             raise RouterError(f"lambda_alias: the run's version {version!r} is not a published Lambda version number "
                               f"(publish a version and release its number, e.g. '7')")
         return version
@@ -115,7 +115,7 @@ class LambdaAliasRouter(TrafficRouter):
         if current != canary:
             return current
         stable = self.run.stable_version
-        if not VERSION_NUMBER.match(stable) or stable == canary:
+        if not VERSION_NUMBER.fullmatch(stable) or stable == canary:
             raise RouterError(f"lambda_alias: {self._name} points at the canary version {canary}, and the run's "
                               f"stable_version {stable!r} is not another Lambda version number to send the rest "
                               f"of the traffic to")
