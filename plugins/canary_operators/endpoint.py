@@ -26,9 +26,11 @@ class Endpoint:
 
     @classmethod
     def from_connection(cls, conn: Any) -> "Endpoint":
-        """Build from an Airflow ``Connection``-like object."""
+        """Build from an Airflow ``Connection``-like object, and register its secrets (``secrets.remember``)."""
+        from canary_operators.secrets import remember
+
         extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
-        return cls(
+        endpoint = cls(
             host=conn.host,
             port=int(conn.port) if conn.port else None,
             schema=conn.schema or None,
@@ -36,3 +38,5 @@ class Endpoint:
             password=conn.password or None,
             extra=dict(extra or {}),
         )
+        remember(endpoint)  # its secrets are scrubbed from every error, log line, XCom and record
+        return endpoint

@@ -42,6 +42,8 @@ class ReleaseStatus(BaseModel):
     weight: int | None = None  # the canary's weight as last set or read back, in percent
     decision: str = ""  # the last decision and its reason, e.g. "gate_10: rollback: error rate …"
     promote_done: tuple[str, ...] = ()  # PROMOTE_STEPS already done by the owning run
+    # The spec the owning run released with: the guard falls back to it if the file breaks.
+    spec: dict | None = None
     updated_at: float = Field(default_factory=time.time)  # epoch seconds; the guard's progress clock
 
     def advance(self, **changes) -> "ReleaseStatus":
@@ -73,7 +75,10 @@ def read_status(release: str) -> ReleaseStatus:
 def write_status(status: ReleaseStatus) -> ReleaseStatus:
     from airflow.sdk import Variable
 
-    Variable.set(status_variable(status.release), status.model_dump(mode="json"), serialize_json=True,
+    from canary_operators.secrets import scrub
+
+    # The decision quotes errors; a Variable is shown in the UI and is not masked unless its name looks secret.
+    Variable.set(status_variable(status.release), scrub(status.model_dump(mode="json")), serialize_json=True,
                  description="Canary release status record (written by canary_operators; do not edit by hand)")
     return status
 

@@ -28,5 +28,11 @@ def run_action(action, phase: str, run: RunConf, endpoint_for: Callable[[str], E
     runners = _runners()
     if action.type not in runners:
         raise SpecError(f"unknown action type {action.type!r}; valid: {', '.join(sorted(runners))}")
+    from canary_operators.secrets import scrub, scrub_in_place
+
     fields = {"release": run.release, "version": run.version, "stable_version": run.stable_version, "phase": phase}
-    return runners[action.type](action, fields, endpoint_for)
+    try:
+        return scrub(runners[action.type](action, fields, endpoint_for))
+    except Exception as e:  # an action's error may quote what its backend answered
+        scrub_in_place(e)
+        raise

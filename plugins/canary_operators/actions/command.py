@@ -6,6 +6,7 @@ import os
 import subprocess
 
 from canary_operators.exceptions import HookError
+from canary_operators.secrets import scrub
 from canary_operators.spec import CommandHook
 
 
@@ -21,6 +22,6 @@ def run_command(action: CommandHook, fields: dict, endpoint_for=None) -> str:
     except subprocess.TimeoutExpired:
         raise HookError(f"{fields['phase']} command timed out after {action.timeout:g}s: {argv[0]}") from None
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        tail = scrub(done.stderr or done.stdout).strip().splitlines()[-5:]
         raise HookError(f"{fields['phase']} command {argv[0]} exited {done.returncode}: {' / '.join(tail)}")
-    return f"ran {' '.join(argv)}"
+    return scrub(f"ran {' '.join(argv)}")

@@ -10,6 +10,8 @@ def post_webhook(action: WebhookHook, fields: dict, endpoint_for) -> str:
     endpoint = endpoint_for(action.conn_id)
     import requests
 
+    from canary_operators.secrets import scrub, secrets_of
+
     url = endpoint.base_url() + action.endpoint
     headers = {"Content-Type": "application/json"}
     auth = None
@@ -20,7 +22,9 @@ def post_webhook(action: WebhookHook, fields: dict, endpoint_for) -> str:
     try:
         response = requests.post(url, json=fields, headers=headers, auth=auth, timeout=action.timeout)
     except requests.RequestException as e:
-        raise HookError(f"{fields['phase']} webhook {url} unreachable: {type(e).__name__}") from None
+        raise HookError(scrub(f"{fields['phase']} webhook {url} unreachable: {type(e).__name__}", secrets_of(endpoint))) from None
     if response.status_code >= 300:
-        raise HookError(f"{fields['phase']} webhook {url} answered HTTP {response.status_code}: {response.text[:200]}")
-    return f"POST {url} → {response.status_code}"
+        # The body is scrubbed whole, then cut: a cut first could leave half a secret unmatched.
+        raise HookError(scrub(f"{fields['phase']} webhook {url} answered HTTP {response.status_code}: ", secrets_of(endpoint))
+                        + scrub(response.text, secrets_of(endpoint))[:200])
+    return scrub(f"POST {url} → {response.status_code}", secrets_of(endpoint))

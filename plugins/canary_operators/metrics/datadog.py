@@ -91,8 +91,8 @@ class DatadogProvider(MetricsProvider):
     type_name: ClassVar[str] = "datadog"
     settings_model = DatadogSettings
 
-    def __init__(self, settings: dict, endpoint: Endpoint | None):
-        super().__init__(settings, endpoint)
+    def __init__(self, settings: dict, endpoint: Endpoint | None, *, conn_id: str | None = None, run=None):
+        super().__init__(settings, endpoint, conn_id=conn_id, run=run)
         self._answers: dict[tuple, float | None] = {}
 
     # -- queries ----------------------------------------------------------------------------
@@ -141,12 +141,9 @@ class DatadogProvider(MetricsProvider):
 
     def _scrub(self, text: object) -> str:
         """``text`` with any key replaced, for messages that quote what Datadog answered."""
-        text = str(text)
-        ep = self.endpoint
-        for secret in (ep.password, (ep.extra or {}).get("application_key")) if ep else ():
-            if isinstance(secret, str) and secret:
-                text = text.replace(secret, "***")
-        return text
+        from canary_operators.secrets import scrub, secrets_of
+
+        return scrub(str(text), secrets_of(self.endpoint))
 
     def _request(self, method: str, path: str, *, what: str, app_key: bool = True, **kwargs) -> dict:
         """One call to the API → its JSON body. ``what`` names the request in errors (a query or path)."""
@@ -157,29 +154,30 @@ class DatadogProvider(MetricsProvider):
         if app_key:
             headers["DD-APPLICATION-KEY"] = app
         base = self.endpoint.base_url(default_scheme="https")
+        where = self._scrub(base)  # a host may carry user:password@
         try:
             response = requests.request(method, base + path, headers=headers, timeout=self.settings.timeout_seconds, **kwargs)
         except requests.RequestException as e:
-            raise BackendUnavailable(f"datadog at {base} unreachable: {type(e).__name__}") from None
+            raise BackendUnavailable(f"datadog at {where} unreachable: {type(e).__name__}") from None
         code = response.status_code
         if code == 429:
             reset = response.headers.get("X-RateLimit-Reset")
             when = f"; the limit resets in {reset}s" if reset and reset.strip().isdigit() else ""
-            raise BackendUnavailable(f"datadog at {base} is rate limiting (HTTP 429){when}")
+            raise BackendUnavailable(f"datadog at {where} is rate limiting (HTTP 429){when}")
         if code >= 500:
-            raise BackendUnavailable(f"datadog at {base} answered HTTP {code}")
+            raise BackendUnavailable(f"datadog at {where} answered HTTP {code}")
         if code in (401, 403):
             raise MetricsError(f"Datadog refused the API/application key (HTTP {code})")
         try:
             body = response.json()
         except ValueError:
-            raise MetricsError(f"datadog at {base} answered HTTP {code} without JSON") from None
+            raise MetricsError(f"datadog at {where} answered HTTP {code} without JSON") from None
         if code != 200:
             errors = body.get("errors") if isinstance(body, dict) else None
             detail = "; ".join(map(str, errors)) if isinstance(errors, list) else (errors or body)
             raise MetricsError(self._scrub(f"datadog rejected {what!r} (HTTP {code}): {detail}"))
         if not isinstance(body, dict):
-            raise MetricsError(f"datadog at {base} answered {what!r} with {type(body).__name__}, expected an object")
+            raise MetricsError(f"datadog at {where} answered {what!r} with {type(body).__name__}, expected an object")
         return body
 
     def _points_v1(self, query: str, start: float, end: float) -> list | None:

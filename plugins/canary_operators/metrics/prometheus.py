@@ -147,8 +147,11 @@ class PrometheusProvider(MetricsProvider):
     def _get(self, path: str, params: dict) -> dict:
         import requests
 
+        from canary_operators.secrets import scrub
+
         ep = self.endpoint
         url = ep.base_url() + path
+        where = scrub(ep.base_url())  # a base URL may carry user:password@
         auth, headers = None, {}
         if ep.login:
             auth = (ep.login, ep.password or "")
@@ -157,17 +160,17 @@ class PrometheusProvider(MetricsProvider):
         try:
             response = requests.get(url, params=params, auth=auth, headers=headers, timeout=self.settings.timeout_seconds)
         except requests.RequestException as e:
-            raise BackendUnavailable(f"prometheus at {ep.base_url()} unreachable: {type(e).__name__}") from None
+            raise BackendUnavailable(f"prometheus at {where} unreachable: {type(e).__name__}") from None
         if response.status_code >= 500:
-            raise BackendUnavailable(f"prometheus at {ep.base_url()} answered HTTP {response.status_code}")
+            raise BackendUnavailable(f"prometheus at {where} answered HTTP {response.status_code}")
         if response.status_code in (401, 403):
-            raise MetricsError(f"prometheus at {ep.base_url()} refused the credentials (HTTP {response.status_code})")
+            raise MetricsError(f"prometheus at {where} refused the credentials (HTTP {response.status_code})")
         try:
             body = response.json()
         except ValueError:
-            raise MetricsError(f"prometheus at {ep.base_url()} answered HTTP {response.status_code} without JSON") from None
+            raise MetricsError(f"prometheus at {where} answered HTTP {response.status_code} without JSON") from None
         if body.get("status") != "success":
-            raise MetricsError(f"prometheus rejected {params.get('query')!r}: {body.get('error', body)}")
+            raise MetricsError(scrub(f"prometheus rejected {params.get('query')!r}: {body.get('error', body)}"))
         return body["data"]
 
     def query_buckets(self, promql: str, at: float) -> tuple[tuple[float, float], ...] | None:

@@ -9,6 +9,7 @@ from canary_operators.endpoint import Endpoint
 from canary_operators.exceptions import RouterRefused, SpecError
 from canary_operators.metrics import provider_class
 from canary_operators.routers import router_class
+from canary_operators.secrets import scrub, scrub_error, scrub_in_place
 from canary_operators.spec import ReleaseSpec, RunConf
 
 PREFLIGHT_TASK = "preflight"
@@ -80,7 +81,7 @@ class RecordsFailure:
                 "TaskDeferred", "AirflowRescheduleException", "TaskAwaitingInput"):  # waiting, not failing
             return
         try:
-            context["ti"].xcom_push(key=FAILURE_KEY, value={"task": self.task_id, "error": f"{type(error).__name__}: {error}"})
+            context["ti"].xcom_push(key=FAILURE_KEY, value={"task": self.task_id, "error": scrub_error(error)})
         except Exception:  # recording must never hide the real error
             self.log.warning("could not record the failure reason of %s", self.task_id)
 
@@ -121,14 +122,16 @@ class ReleaseOperator(RecordsFailure, BaseOperator):
 
     def execute(self, context):
         try:
-            return self.run_step(context)
+            return scrub(self.run_step(context))  # the XCom it becomes is never masked by Airflow
         except RouterRefused as e:  # retrying cannot fix it: fail now, not after every retry's backoff
             from airflow.sdk.exceptions import AirflowFailException
 
             self.record_failure(context, e)
-            raise AirflowFailException(f"{type(e).__name__}: {e}") from e
+            scrub_in_place(e)  # the cause is logged with the traceback
+            raise AirflowFailException(scrub_error(e)) from e
         except BaseException as e:
             self.record_failure(context, e)
+            scrub_in_place(e)  # what Airflow logs and shows as the task's error
             raise
 
     def run_step(self, context):  # pragma: no cover - abstract

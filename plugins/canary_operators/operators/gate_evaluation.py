@@ -13,6 +13,7 @@ from canary_operators.exceptions import BackendUnavailable, MetricsError
 from canary_operators.judge import Gate, Outcome, ProviderFailure, judge
 from canary_operators.metrics import Scope
 from canary_operators.operators.common import build_provider, build_router
+from canary_operators.secrets import scrub, scrub_error
 from canary_operators.spec import ErrorRateCheck, ReleaseSpec, RunConf
 
 
@@ -65,7 +66,7 @@ def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: f
                 log.warning("metrics backend unavailable for %s (%d/%d): %s", check.name, count, release.max_provider_errors, e)
             observed[check.name] = ProviderFailure(f"{e} ({count} times in a row)", exhausted=count >= release.max_provider_errors)
         except MetricsError as e:  # a rejected query is a spec or auth problem: retrying cannot fix it
-            reason = f"metrics backend rejected check {check.name}: {e}"
+            reason = scrub(f"metrics backend rejected check {check.name}: {e}")
             return GateLook(Outcome.ROLLBACK, reason, {"weight": weight, "elapsed_seconds": round(elapsed, 1), "outcome": "rollback", "reason": reason, "checks": []})
     step_counts = None
     if release.sample_ratio.enabled and step_window > 0:
@@ -99,7 +100,7 @@ def reset_to_stable(release: ReleaseSpec, run: RunConf, weight: int, reason: str
         if log:
             log.error("canary at %d%% set to 0%% in %.3fs: %s", weight, record["seconds_to_stable"], reason)
     except Exception as e:  # the undo task retries the traffic reset against its deadline
-        record["error"] = f"{type(e).__name__}: {e}"
+        record["error"] = scrub_error(e)
         if log:
             log.error("the fast reset to stable at %d%% failed (%s); the undo keeps trying: %s", weight, e, reason)
     if run_id:
