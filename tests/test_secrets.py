@@ -41,8 +41,11 @@ def test_scrub_removes_registered_secrets_userinfo_and_auth_headers():
 def test_secrets_of_an_endpoint():
     ep = Endpoint(host="admin:hostpass@127.0.0.1", login="bob", password="pw-12345",
                   extra={"application_key": "ak-123456", "nested": {"token": "tk-123456"}, "endpoint_url": "http://moto:5000",
-                         "kube": "https://u:kubepass@k8s"})
-    assert secrets_of(ep) == {"pw-12345", "bob:pw-12345", "Ym9iOnB3LTEyMzQ1", "hostpass", "ak-123456", "tk-123456", "https://u:kubepass@k8s", "kubepass"}
+                         "server": "https://u:kubepass@k8s", "region_name": "eu-west-1", "service": "checkout",
+                         "kube_config_path": "/etc/kube", "kube_config": {"users": [{"user": {"client-key-data": "a2V5ZGF0YQ=="}}]}})
+    # Settings (region, service, a path) are not secrets: masking them would blank ordinary words in every log.
+    assert secrets_of(ep) == {"pw-12345", "bob:pw-12345", "Ym9iOnB3LTEyMzQ1", "hostpass", "ak-123456", "tk-123456", "kubepass",
+                              "a2V5ZGF0YQ=="}
 
 
 def test_connection_secrets_are_given_to_airflows_log_masker(monkeypatch):
@@ -55,6 +58,17 @@ def test_connection_secrets_are_given_to_airflows_log_masker(monkeypatch):
     logged = _secrets_masker().redact(f"api {SECRET} app {APP_KEY} host hostpass-PLANTED")
     assert SECRET not in logged and APP_KEY not in logged and "hostpass-PLANTED" not in logged
 
+
+
+def test_a_gate_look_is_scrubbed_wherever_it_goes():
+    """A gate's reason and evidence go to XCom, the status record and trigger events."""
+    from canary_operators.judge import Outcome
+    from canary_operators.operators.gate_evaluation import GateLook
+
+    secrets.remember(Endpoint(host="h", password=SECRET))
+    look = GateLook(Outcome.ROLLBACK, f"metrics backend rejected check errors: bad token {SECRET}",
+                    {"reason": f"Bearer {SECRET}", "checks": [{"error": SECRET}], "weight": 10})
+    assert SECRET not in look.reason and SECRET not in json.dumps(look.evidence) and look.evidence["weight"] == 10
 
 # -- every error path, through the operators' code ----------------------------------------------
 

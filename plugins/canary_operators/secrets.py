@@ -7,11 +7,13 @@ XCom values, Variables we write (the status record), extra values under other na
 built from a connection registers its secrets here (``remember``), which also hands them to
 Airflow's log masker, and every path that stores or raises text passes it through ``scrub``.
 
-What counts as a secret: the password; every string in ``extra`` except the few known to be
-plain settings (``region_name``, ``endpoint_url``...); the password in URL userinfo
-(``scheme://user:pass@host``) of the host or any extra value. Logins alone are not secrets
-(they name who, not how), but ``login:password`` is, also base64-encoded as HTTP basic auth sends it. Whatever the registry holds, ``scrub`` also
-removes any URL userinfo password and any ``Bearer``/``Basic`` credential it sees.
+What counts as a secret: the password; every string in ``extra`` under a key that names a
+credential (``application_key``, ``token``, ``client-key-data``..., at any depth); the password
+in URL userinfo (``scheme://user:pass@host``) of the host or any extra value. Other extra values (``region_name``, ``service``...) are settings: masking them
+would blank ordinary words in every log. Logins alone are not secrets (they name who, not how),
+but ``login:password`` is, also base64-encoded as HTTP basic auth sends it. Whatever the
+registry holds, ``scrub`` also blanks any URL userinfo password and any ``Bearer``/
+``Authorization``/API-key header value it sees.
 """
 
 from __future__ import annotations
@@ -23,11 +25,10 @@ from typing import Any, Iterable
 
 MASK = "***"
 _MIN_LENGTH = 4  # shorter values would blank out ordinary words; Airflow skips them too
-# Extra keys whose values are settings, not secrets (so they stay readable in errors).
-_PLAIN_EXTRA = frozenset({
-    "region_name", "endpoint_url", "socket", "namespace", "in_cluster", "cluster_context", "kube_config_path",
-    "service_name", "verify", "timeout", "site", "api", "role_arn", "aws_session_token_duration",
-})
+# Extra keys that name a credential (substrings of the key, lowercased), and settings that merely look like one.
+_SECRET_KEY_WORDS = ("key", "token", "secret", "password", "passwd", "passphrase", "credential", "auth", "private",
+                     "cookie", "session", "dsn", "connection_string", "kube_config", "certificate", "cert_data")
+_PLAIN_EXTRA = frozenset({"kube_config_path", "key_path", "keyfile_path", "aws_session_token_duration"})
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^/\s:@]*):(?P<password>[^/\s@]+)@")
 # ``Bearer <token>`` anywhere, and the value of an ``Authorization``/API-key header echoed back.
 _AUTH_HEADER = re.compile(
@@ -60,19 +61,23 @@ def secrets_of(endpoint) -> set[str]:
         if ":" in userinfo:
             found.add(userinfo.split(":", 1)[1])
 
-    def walk(value: Any, key: str | None) -> None:
+    def names_secret(key: str) -> bool:
+        key = key.lower()
+        return key not in _PLAIN_EXTRA and any(word in key for word in _SECRET_KEY_WORDS)
+
+    def walk(value: Any, secret: bool) -> None:
         if isinstance(value, dict):
             for k, v in value.items():
-                walk(v, str(k))
+                walk(v, names_secret(str(k)))  # by its own key: a kubeconfig's cluster names are not secrets
         elif isinstance(value, (list, tuple)):
             for v in value:
-                walk(v, key)
+                walk(v, secret)
         elif isinstance(value, str):
             found.update(_userinfo_passwords(value))
-            if key is None or key.lower() not in _PLAIN_EXTRA:
+            if secret:
                 found.add(value)
 
-    walk(endpoint.extra or {}, None)
+    walk(endpoint.extra or {}, False)
     return {s for s in found if len(s) >= _MIN_LENGTH and s.lower() not in ("true", "false", "none", "null")}
 
 

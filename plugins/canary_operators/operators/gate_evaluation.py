@@ -23,6 +23,10 @@ class GateLook:
     reason: str
     evidence: dict
 
+    def __post_init__(self):  # a look's reason and evidence go to XCom, the status record and trigger events
+        object.__setattr__(self, "reason", scrub(self.reason))
+        object.__setattr__(self, "evidence", scrub(self.evidence))
+
 
 # Request counts over one step's window, for the sample-ratio check.
 _STEP_COUNTS = ErrorRateCheck(name="sample_ratio", kind="error_rate", min_requests=0)
@@ -66,7 +70,7 @@ def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: f
                 log.warning("metrics backend unavailable for %s (%d/%d): %s", check.name, count, release.max_provider_errors, e)
             observed[check.name] = ProviderFailure(f"{e} ({count} times in a row)", exhausted=count >= release.max_provider_errors)
         except MetricsError as e:  # a rejected query is a spec or auth problem: retrying cannot fix it
-            reason = scrub(f"metrics backend rejected check {check.name}: {e}")
+            reason = f"metrics backend rejected check {check.name}: {e}"
             return GateLook(Outcome.ROLLBACK, reason, {"weight": weight, "elapsed_seconds": round(elapsed, 1), "outcome": "rollback", "reason": reason, "checks": []})
     step_counts = None
     if release.sample_ratio.enabled and step_window > 0:

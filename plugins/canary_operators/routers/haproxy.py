@@ -52,7 +52,9 @@ class HAProxyRouter(TrafficRouter):
                 while chunk := sock.recv(65536):
                     chunks.append(chunk)
         except OSError as e:
-            raise RouterError(f"haproxy: admin socket {target!r} unreachable: {e}") from e
+            from canary_operators.secrets import scrub
+
+            raise RouterError(scrub(f"haproxy: admin socket {target!r} unreachable: {e}")) from e
         return b"".join(chunks).decode(errors="replace").strip()
 
     def _set(self, server: str, weight: int) -> None:
