@@ -17,6 +17,7 @@ import yaml
 from canary_operators import safety
 from canary_operators.dag_factory import GUARD_DAG_ID, build_dags, guard_schedule
 from canary_operators.guard import guard_verdict
+from canary_operators.spec import parse_spec
 from canary_operators.status import ReleaseStatus, read_status, write_status
 from tests.conftest import ROOT, set_connection
 from tests.fakes import FakeTI, fake_context
@@ -116,7 +117,7 @@ def releases_with_a_broken_spec(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_the_guard_dag_maps_one_reconcile_task_per_valid_spec(tmp_path, monkeypatch):
+def test_the_guard_dag_maps_one_reconcile_task_per_spec_file_broken_ones_too(tmp_path, monkeypatch):
     monkeypatch.delenv("CANARY_GUARD_SCHEDULE", raising=False)
     dags = build_dags(releases_with_a_broken_spec(tmp_path))
 
@@ -131,6 +132,7 @@ def test_the_guard_dag_maps_one_reconcile_task_per_valid_spec(tmp_path, monkeypa
     reconcile = guard.get_task("reconcile")
     assert type(reconcile).__name__ == "MappedOperator"
     assert reconcile.expand_input.value == [
+        {"release_name": "broken", "spec_path": str(tmp_path / "broken.yaml")},  # guarded by its recorded spec
         {"release_name": "demo", "spec_path": str(tmp_path / "demo.yaml")},
         {"release_name": "web", "spec_path": str(tmp_path / "web.yaml")},
     ]
@@ -198,6 +200,28 @@ def sweep(spec_path: str, runs: dict[str, str]) -> dict:
 
     guard = GuardRelease(task_id="reconcile", release_name="t_guard", spec_path=spec_path)
     return guard.execute(fake_context("scheduled__guard", FakeTI(runs=runs)))
+
+
+def test_a_spec_broken_mid_release_is_guarded_by_the_spec_its_run_recorded(demo_stack, canary_at_10):
+    """Someone breaks the file while its canary serves: the release DAG becomes a placeholder, so
+    the guard is all that is left, and it works from the spec the run recorded at preflight."""
+    recorded = parse_spec(SPEC, "t_guard.yaml").model_dump(mode="json")
+    write_status(read_status("t_guard").advance(spec=recorded))
+    Path(canary_at_10["spec_path"]).write_text("name: t_guard\nsteps: [5, 120, 100]\n")
+
+    result = sweep(canary_at_10["spec_path"], {RUN: "failed"})
+
+    assert result["acted"] is True and haproxy_canary_weight(demo_stack) == 0
+    assert read_status("t_guard").phase == "rolled_back"
+
+
+def test_a_broken_spec_without_a_recorded_spec_is_reported_not_guessed(demo_stack, canary_at_10):
+    Path(canary_at_10["spec_path"]).write_text("name: t_guard\nsteps: [5, 120, 100]\n")
+
+    result = sweep(canary_at_10["spec_path"], {RUN: "failed"})
+
+    assert result == {"release": "t_guard", "acted": False, "reason": "spec broken and no recorded spec"}
+    assert haproxy_canary_weight(demo_stack) == 10
 
 
 @pytest.mark.parametrize("runs, why", [

@@ -294,9 +294,11 @@ def build_dags(releases_dir: Path | str | None = None, only_dag_id: str | None =
         except SpecError as e:
             log.error("invalid release spec: %s", e)
             broken[invalid_dag_id(path.stem)] = str(e)
+            guarded.setdefault(path.stem, path)  # its canary may be serving: guard it by its recorded spec
         except Exception as e:  # noqa: BLE001 - any failure of one file is that file's error
             log.exception("release spec %s failed to load", path)
             broken[invalid_dag_id(path.stem)] = f"{display_path(path)}: (file): {type(e).__name__}: {e}"
+            guarded.setdefault(path.stem, path)
     if want_guard and guarded:
         dags[GUARD_DAG_ID] = build_guard_dag(guarded)
     for dag_id, message in broken.items():

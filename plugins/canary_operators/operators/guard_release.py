@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from canary_operators.guard import GuardVerdict, guard_verdict
 from canary_operators.operators.common import build_router, run_conf_from_status
 from canary_operators.safety import TrafficNotRestored, notify_failure, report_unsafe, restore_stable
-from canary_operators.spec import RunConf, load_spec
+from canary_operators.spec import ReleaseSpec, RunConf, load_spec
 from canary_operators.status import read_status, record
 
 GUARD_RESTORE_BUDGET = 45.0  # seconds per sweep; the next sweep tries again
@@ -46,7 +46,9 @@ class GuardRelease(BaseOperator):
         self.spec_path = spec_path
 
     def execute(self, context) -> dict:
-        spec = load_spec(Path(self.spec_path))
+        spec = self._spec()
+        if spec is None:
+            return {"release": self.release_name, "acted": False, "reason": "spec broken and no recorded spec"}
         status = read_status(spec.name)
         run = run_conf_from_status(status) or self._fallback_run(spec)
         if run is None:
@@ -75,6 +77,21 @@ class GuardRelease(BaseOperator):
         record(spec.name, self.log, phase="rolled_back", weight=weight, decision=verdict.reason[:500])
         notify_failure(spec.name, f"{verdict.reason}; canary now at {weight}% (read back)", self.log)
         return {"release": spec.name, "acted": True, "weight": weight, "reason": verdict.reason}
+
+    def _spec(self) -> ReleaseSpec | None:
+        """The spec file's release; if the file is broken (edited mid-release), the spec its last
+        run recorded, so a canary that run left serving is still guarded."""
+        try:
+            return load_spec(Path(self.spec_path))
+        except Exception as e:  # noqa: BLE001 - any broken file: fall back to the recorded spec
+            recorded = read_status(self.release_name).spec
+            if not recorded:
+                self.log.warning("%s: the spec file is broken and no run recorded a spec; nothing to guard: %s",
+                                 self.release_name, e)
+                return None
+            self.log.warning("%s: the spec file is broken (%s); guarding with the spec its last run recorded",
+                             self.release_name, e)
+            return ReleaseSpec.model_validate(recorded)
 
     @staticmethod
     def _fallback_run(spec) -> RunConf | None:

@@ -79,6 +79,6 @@ class Preflight(ReleaseOperator):
             weight = router.apply(0)
         write_status(status.advance(
             phase="idle", run_id=run_id, dag_id=self.release.dag_id, version=run.version,
-            stable_version=run.stable_version, weight=weight, promote_done=(),
+            stable_version=run.stable_version, weight=weight, promote_done=(), spec=self.release.model_dump(mode="json"),
             decision=f"preflight: {'adopted its own record' if adopting else 'took the release'}; canary at {weight}%"))
         return weight
