@@ -443,3 +443,13 @@ def test_the_password_never_reaches_the_output_even_when_echoed(client, fake):
     code, lines = run(client, server, timeout="0.5")
     assert code == 2
     assert lines == ["error: POST /auth/token: HTTP 400: login failed for ci with password ***"], lines
+
+
+def test_the_bearer_token_never_reaches_the_output_even_when_echoed(client, fake):
+    server = fake([RUNNING])
+    server.token_answer = (201, {"access_token": "jwt-planted-token-42"})
+    server.trigger_answer = (400, {"detail": "refused; you sent Authorization: Bearer jwt-planted-token-42"})
+    code, lines = run(client, server, timeout="0.5")
+    assert code == 2
+    assert not any("jwt-planted-token-42" in line for line in lines), lines
+    assert any("Bearer ***" in line for line in lines), lines

@@ -62,14 +62,16 @@ def say(line: str) -> None:
         pass
 
 
+SECRETS: set[str] = set()  # the password at start, the bearer token after login
+
+
 def scrubbed(out, *secrets: str):
-    """``out`` with every secret replaced by ``***``, should a server echo one back."""
-    secrets = tuple(s for s in secrets if s and len(s) >= 4)
-    if not secrets:
-        return out
+    """``out`` with every secret (these and any added to ``SECRETS`` later) replaced by ``***``,
+    should a server echo one back."""
+    SECRETS.update(s for s in secrets if s and len(s) >= 4)
 
     def write(line: str) -> None:
-        for secret in secrets:
+        for secret in sorted(SECRETS, key=len, reverse=True):
             line = line.replace(secret, "***")
         out(line)
     return write
@@ -105,6 +107,8 @@ class Airflow:
         if not isinstance(token, dict) or not isinstance(token.get("access_token"), str):
             raise ClientError("POST /auth/token answered JSON without an access_token: is AIRFLOW_API_URL Airflow's API server?")
         self.session.headers["Authorization"] = f"Bearer {token['access_token']}"
+        if len(token["access_token"]) >= 4:
+            SECRETS.add(token["access_token"])
 
     def _send(self, method: str, url: str, what: str, renew: bool = True, **kwargs) -> requests.Response:
         delay, renewed, down_since = FIRST_DELAY, not renew, None
