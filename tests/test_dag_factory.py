@@ -118,8 +118,9 @@ def test_a_malformed_spec_is_its_own_placeholder_dag_and_the_others_still_load(t
     assert bag.import_errors == {}  # the factory file never raises: a real dag-processor would hide every DAG
     good = {f"canary_{p.stem}" for p in SPECS} - {"canary_web"}
     assert set(bag.dag_ids) == good | {"canary_guard", "canary_web", "canary_broken"}
-    # the guard sweeps only the releases whose spec is valid
-    assert sorted(guarded_releases(bag.dags["canary_guard"])) == sorted(d.removeprefix("canary_") for d in good)
+    # the guard sweeps every release file, broken ones with the spec their last run recorded
+    assert sorted(guarded_releases(bag.dags["canary_guard"])) == sorted(
+        [d.removeprefix("canary_") for d in good] + ["web", "broken"])
     web = bag.dags["canary_web"]
     assert web.tags == {"canary", "invalid-spec"} and web.task_ids == ["spec_error"]
     message = "include/releases/web.yaml: steps[2]=120: must be a percentage, strictly increasing, ending at 100"

@@ -202,7 +202,7 @@ def test_a_malformed_spec_gives_one_clear_error_and_the_others_still_load(tmp_pa
     assert set(dags) == {"canary_alpha", GUARD_DAG_ID, placeholder}
     assert dags["canary_alpha"].task_ids[0] == "preflight"
     guarded = [kw["release_name"] for kw in dags[GUARD_DAG_ID].get_task("reconcile").expand_input.value]
-    assert guarded == ["alpha"]
+    assert guarded == ["alpha", "bad"]  # a broken file is swept with the spec its last run recorded
     dag = dags[placeholder]
     assert dag.tags == {"canary", INVALID_TAG} and dag.task_ids == ["spec_error"] and dag.schedule is None
     error = dag.get_task("spec_error").error

@@ -278,6 +278,7 @@ def build_dags(releases_dir: Path | str | None = None, only_dag_id: str | None =
     files, file_errors = spec_files(releases_dir)
     for stem, message in file_errors.items():
         broken[invalid_dag_id(stem)] = message
+        guarded.setdefault(stem, releases_dir / f"{stem}.yaml")  # guarded by its recorded spec
     for path in files:
         if only_dag_id and only_dag_id != invalid_dag_id(path.stem) and not want_guard:
             continue  # a task run needs only its own DAG
