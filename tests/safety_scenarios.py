@@ -216,6 +216,10 @@ class SafetyLab:
                 raise AssertionError(f"the status record never showed {what}: {status}")
             time.sleep(0.3)
 
+    def mark(self, run_id: str, state: str) -> None:
+        """Mark a run failed or success, as a user does in the UI or through the REST API."""
+        self.api.request("PATCH", f"/dags/{DAG_ID}/dagRuns/{run_id}", json={"state": state})
+
     def task_state(self, run_id: str, task_id: str) -> str | None:
         return self.api.states(run_id).get(task_id)
 
@@ -223,14 +227,12 @@ class SafetyLab:
     def reset(self) -> None:
         """No unfinished run, stable v1 with all traffic, canary v1 with none, no record, guard on."""
         self.api.pause(False)  # a paused DAG runs no teardown: unfinished runs would never end
-        for dag_id in (DAG_ID,):
-            runs = self.api.get(f"/dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"]
-            for run in runs:
-                if run["state"] not in FINISHED:
-                    self.api.request("PATCH", f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}", json={"state": "failed"})
-            for run in runs:
-                if run["state"] not in FINISHED:
-                    self.api.wait_run(run["dag_run_id"], timeout=90)
+        unfinished = [run["dag_run_id"] for run in self.api.get(f"/dags/{DAG_ID}/dagRuns", params={"limit": 100})["dag_runs"]
+                      if run["state"] not in FINISHED]
+        for run_id in unfinished:
+            self.mark(run_id, "failed")
+        for run_id in unfinished:
+            self.api.wait_run(run_id, timeout=90)
         if self.services.stopped:
             raise AssertionError(f"components left stopped by an earlier scenario: {self.services.stopped}")
         self.stack.haproxy_command("set server app/stable weight 100")
@@ -261,11 +263,11 @@ class SafetyLab:
 def marked_failed(lab: SafetyLab) -> Measured:
     run_id = lab.start_release(conf={"bake_time": 18})
     t0 = time.monotonic()
-    lab.api.request("PATCH", f"/dags/{DAG_ID}/dagRuns/{run_id}", json={"state": "failed"})
+    lab.mark(run_id, "failed")
     measured = lab.wait_safe("run marked failed", t0, 30)
     run = lab.api.wait_run(run_id, timeout=60)
     assert run["state"] == "failed", run
-    lab.api.wait_task(run_id, "rollback", ("success",), timeout=60) if lab.task_state(run_id, "rollback") != "success" else None
+    assert lab.task_state(run_id, "rollback") == "success", lab.api.states(run_id)
     status = lab.wait_record("the undo", lambda r: r.get("phase") == "rolled_back")
     assert status["run_id"] == run_id and status["weight"] == 0, status
     assert lab.version_of(lab.stack.stable_url) == "v1"
@@ -275,7 +277,7 @@ def marked_failed(lab: SafetyLab) -> Measured:
 def marked_success(lab: SafetyLab, client) -> Measured:
     run_id = lab.start_release(conf={"bake_time": 18})
     t0 = time.monotonic()
-    lab.api.request("PATCH", f"/dags/{DAG_ID}/dagRuns/{run_id}", json={"state": "success"})
+    lab.mark(run_id, "success")
     measured = lab.wait_safe("run marked success", t0, 30)
     run = lab.api.wait_run(run_id, timeout=60)
     # Airflow sets the run's state after the teardowns, from complete_rollout: not promoted, so failed.
@@ -317,7 +319,7 @@ def deleted(lab: SafetyLab) -> Measured:
     t0 = time.monotonic()
     # Airflow refuses to delete a running run (409), and a run marked failed stays running until
     # its teardowns are done. So users mark it failed, then delete it as soon as Airflow lets them.
-    lab.api.request("PATCH", f"/dags/{DAG_ID}/dagRuns/{run_id}", json={"state": "failed"})
+    lab.mark(run_id, "failed")
     deadline = time.monotonic() + 60
     # (500: SQLite is briefly locked by the scheduler; a production database would not say so.)
     while lab.api.request("DELETE", f"/dags/{DAG_ID}/dagRuns/{run_id}", ok=(204, 409, 500)).status_code != 204:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from canary_operators.spec import ReleaseSpec, parse_spec
-from tests.conftest import ROOT, set_connection, xcom
+from tests.conftest import ROOT, serve_http, set_connection, xcom
 from tests.k8s_api_server import (
     deployment,
     http_route,
@@ -100,10 +100,8 @@ class _Prometheus(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def prometheus():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Prometheus)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_port
-    server.shutdown()
+    with serve_http(_Prometheus) as port:
+        yield port
 
 
 @pytest.fixture

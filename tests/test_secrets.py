@@ -8,7 +8,6 @@ import http.server
 import json
 import logging
 import sys
-import threading
 
 import pytest
 
@@ -18,7 +17,7 @@ from canary_operators.endpoint import Endpoint
 from canary_operators.operators.common import FAILURE_KEY, ReleaseOperator, build_provider, build_router, endpoint_for
 from canary_operators.secrets import scrub, secrets_of
 from canary_operators.spec import CommandHook, RunConf, WebhookHook, parse_spec
-from tests.conftest import free_port, set_connection
+from tests.conftest import free_port, serve_http, set_connection
 
 SECRET = "s3cr3t-PLANTED-7f9a"  # what every connection carries, somewhere
 APP_KEY = "appkey-PLANTED-c0ffee"
@@ -100,10 +99,8 @@ class _Echo(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def echo_port():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_port
-    server.shutdown()
+    with serve_http(_Echo) as port:
+        yield port
 
 
 class _TI:

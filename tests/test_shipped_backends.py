@@ -17,7 +17,6 @@ import json
 import os
 import socket
 import subprocess
-import threading
 import zipfile
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from canary_operators.actions import run_action
 from canary_operators.exceptions import RouterError
 from canary_operators.operators.common import build_provider, build_router, endpoint_for
 from canary_operators.spec import RunConf, load_spec
-from tests.conftest import ROOT, free_port, point_aws_at_moto, set_connection, wait_until
+from tests.conftest import ROOT, free_port, point_aws_at_moto, serve_http, set_connection, wait_until
 from tests.k8s_api_server import FakeKubeApi, deployment, http_route, ingress, rollout, virtual_service
 from tests.metrics.datadog_stub import DatadogStub
 
@@ -83,10 +82,8 @@ class _Http(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def http_stand_in():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Http)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_port
-    server.shutdown()
+    with serve_http(_Http) as port:
+        yield port
 
 
 @pytest.fixture(scope="module")
