@@ -50,7 +50,8 @@ class Outcome(str, Enum):
 
 @dataclass(frozen=True)
 class ProviderFailure:
-    """The provider raised for this check; ``exhausted`` once it failed max_provider_errors times in a row."""
+    """The provider raised for this check; ``exhausted`` once its policy must apply now: the backend
+    has been down for ``max_provider_outage``, or it rejected the query (retrying cannot fix that)."""
 
     message: str
     exhausted: bool = False
@@ -68,6 +69,11 @@ class Gate:
     # Earlier gates, with limited exposure, advance after the bake time when nothing shows harm
     # and every inconclusive check's point estimate is within bounds.
     final: bool = True
+    # The sample-ratio check: the share of requests the router says the canary should serve (None:
+    # the weight), and for how long the split has already looked wrong on consecutive looks
+    # (None: it did not at the previous look).
+    expected_share: float | None = None
+    split_failing_for: float | None = None
 
 
 @dataclass(frozen=True)
@@ -179,11 +185,9 @@ def _error_rate(check: ErrorRateCheck, m: Measurement) -> dict:
     tolerance = check.max_increase_pp / 100
     increase = f"{(c.value - b.value) * 100:+.2f} pp"
     head = f"error rate {_pct(c.value)} vs baseline {_pct(b.value)}"
-    if c.events is None or b.events is None:  # a custom query gives only the ratio: compare points
-        ok = c.value - b.value <= tolerance
-        word = "<=" if ok else ">"
-        return dict(verdict=Verdict.PASS if ok else Verdict.FAIL,
-                    reason=f"{head} ({increase} {word} {check.max_increase_pp:g} pp tolerance; point estimate){_n(m)}")
+    if c.events is None or b.events is None:  # a custom query gives only the ratio: test its periods
+        return _paired_periods(check, m, lambda cv, bv: cv - bv > tolerance,
+                               f"{head} ({increase}; tolerance {check.max_increase_pp:g} pp", "above the tolerance")
     # Fail: evidence the canary's rate exceeds the baseline's upper bound + tolerance.
     _, baseline_upper = stats.poisson_rate_bounds(b.events, b.requests, check.alpha / 2)
     fail_e = stats.poisson_log_e(c.events, c.requests, baseline_upper + tolerance, "greater")
@@ -214,22 +218,77 @@ def _latency(check: LatencyCheck, m: Measurement) -> dict:
     label = f"p{round(check.quantile * 100)}"
     head = f"{label} {c * 1000:.1f} ms vs baseline {b * 1000:.1f} ms (ratio {ratio:.3g}, max {check.max_ratio:g}"
     if m.canary.buckets and m.baseline.buckets:
-        canary_iv = stats.quantile_interval(m.canary.buckets, check.quantile, check.alpha / 2)
-        baseline_iv = stats.quantile_interval(m.baseline.buckets, check.quantile, check.alpha / 2)
-        if canary_iv and baseline_iv:
-            lowest_ratio = _ratio(canary_iv[0], baseline_iv[1])
-            bounds = {f"canary_{label}": list(canary_iv), f"baseline_{label}": list(baseline_iv)}
-            common = dict(statistic="lowest ratio in the confidence intervals", statistic_value=lowest_ratio, bounds=bounds)
-            if lowest_ratio > check.max_ratio:
-                return dict(**common, verdict=Verdict.FAIL,
-                            reason=f"{head}; even the most favourable ends of the {1 - check.alpha:.0%} intervals give {lowest_ratio:.3g}){_n(m)}")
-            if ratio <= check.max_ratio:
-                return dict(**common, verdict=Verdict.PASS, reason=f"{head}){_n(m)}")
-            return dict(**common, verdict=Verdict.INCONCLUSIVE, estimate_within_bounds=False,
-                        reason=f"{head}; above the maximum but within noise: lowest plausible ratio {lowest_ratio:.3g}){_n(m)}")
-    ok = ratio <= check.max_ratio
-    return dict(verdict=Verdict.PASS if ok else Verdict.FAIL, statistic="ratio", statistic_value=ratio,
-                reason=f"{head}; point estimate, the provider has no histogram){_n(m)}")
+        return _latency_from_buckets(check, m, label, head)
+    return _paired_periods(check, m, lambda cv, bv: _ratio(cv, bv) > check.max_ratio, head, "above the maximum")
+
+
+def _edges(bucket: tuple[float, float]) -> str:
+    return f"({bucket[0]:g} s, {bucket[1]:g} s]"
+
+
+def _latency_from_buckets(check: LatencyCheck, m: Measurement, label: str, head: str) -> dict:
+    """Judge in bucket edges: a histogram knows each quantile only to its bucket, so the check
+    never fails on a difference the buckets cannot resolve (interpolated values would)."""
+    canary_iv = stats.quantile_interval(m.canary.buckets, check.quantile, check.alpha / 2)
+    baseline_iv = stats.quantile_interval(m.baseline.buckets, check.quantile, check.alpha / 2)
+    canary_at = stats.quantile_bucket(m.canary.buckets, check.quantile)
+    baseline_at = stats.quantile_bucket(m.baseline.buckets, check.quantile)
+    if not (canary_iv and baseline_iv and canary_at and baseline_at):
+        return dict(verdict=Verdict.NO_DATA, reason=f"{head}; a histogram has no observations)")
+    lowest = _ratio(canary_iv[0], baseline_iv[1])  # the most favourable ends of the intervals
+    lowest_at_resolution = _ratio(canary_at[0], baseline_at[1])  # the point buckets' nearest edges
+    bounds = {f"canary_{label}": list(canary_iv), f"baseline_{label}": list(baseline_iv),
+              f"canary_{label}_bucket": list(canary_at), f"baseline_{label}_bucket": list(baseline_at)}
+    common = dict(statistic="lowest ratio of the bucket-edge confidence intervals", statistic_value=lowest, bounds=bounds)
+    where = (f"{label} in {_edges(canary_at)} for both" if canary_at == baseline_at
+             else f"canary {label} in {_edges(canary_at)}, baseline in {_edges(baseline_at)}")
+    if lowest > check.max_ratio:
+        return dict(**common, verdict=Verdict.FAIL,
+                    reason=f"{head}; {where}: even the most favourable bucket edges of the {1 - check.alpha:.0%} "
+                           f"intervals give {lowest:.3g}){_n(m)}")
+    if lowest_at_resolution <= check.max_ratio:
+        resolved = _ratio(canary_at[1], baseline_at[0]) <= check.max_ratio
+        why = ("the buckets place it within the maximum" if resolved else
+               f"the buckets cannot resolve a ratio of {check.max_ratio:g} here (it may be as low as {lowest_at_resolution:.3g})")
+        return dict(**common, verdict=Verdict.PASS, reason=f"{head}; {where}: {why}){_n(m)}")
+    return dict(**common, verdict=Verdict.INCONCLUSIVE, estimate_within_bounds=False,
+                reason=f"{head}; {where}: above the maximum but within noise, lowest plausible ratio {lowest:.3g}){_n(m)}")
+
+
+def _period_pairs(m: Measurement) -> list[tuple[float, float]]:
+    """The two arms' per-period values, paired by period start; periods one arm lacks are left out."""
+    if not m.canary.periods or not m.baseline.periods:
+        return []
+    baseline = dict(m.baseline.periods)
+    return [(value, baseline[t]) for t, value in m.canary.periods if t in baseline]
+
+
+def _paired_periods(check, m: Measurement, exceeds, head: str, bad: str) -> dict:
+    """A check the provider gives as one number per period: a sequential sign test on the pairs.
+
+    Fails on evidence that most periods exceed the bound (so a single noisy look cannot fail it);
+    passes once ``min_periods`` pairs are in and at most half exceed it.
+    """
+    pairs = _period_pairs(m)
+    if not pairs:
+        return dict(verdict=Verdict.INCONCLUSIVE, estimate_within_bounds=not exceeds(m.canary.value, m.baseline.value),
+                    statistic="point estimate",
+                    reason=f"{head}; point estimate only: the provider gave no per-period values to test, "
+                           f"so this check cannot fail by itself){_n(m)}")
+    exceeding = sum(1 for cv, bv in pairs if exceeds(cv, bv))
+    log_e = stats.sign_test_log_e(exceeding, len(pairs))
+    p = stats.p_value(log_e, 2)
+    common = dict(statistic="log e-value (sign test on paired periods)", statistic_value=log_e, p_value=p,
+                  bounds={"periods": len(pairs), "periods_exceeding": exceeding})
+    counted = f"{exceeding} of {len(pairs)} paired periods {bad}"
+    if log_e >= math.log(2 / check.alpha):
+        return dict(**common, verdict=Verdict.FAIL, reason=f"{head}; {counted}, anytime-valid {_p(p)}){_n(m)}")
+    if len(pairs) < check.min_periods:
+        return dict(verdict=Verdict.NO_DATA, reason=f"{head}; {len(pairs)} paired periods, needs {check.min_periods})")
+    if 2 * exceeding <= len(pairs):
+        return dict(**common, verdict=Verdict.PASS, reason=f"{head}; {counted}){_n(m)}")
+    return dict(**common, verdict=Verdict.INCONCLUSIVE, estimate_within_bounds=False,
+                reason=f"{head}; {counted}: most, but not conclusively yet, {_p(p)}){_n(m)}")
 
 
 def _business(check: BusinessCheck, m: Measurement) -> dict:
@@ -237,10 +296,14 @@ def _business(check: BusinessCheck, m: Measurement) -> dict:
     ratio = _ratio(c.value, b.value)
     name = check.metric or "value"
     head = f"{name} {_num(c.value)} vs baseline {_num(b.value)} per request (ratio {ratio:.3g}; {_threshold(check)}"
-    in_bounds = not ((check.min_ratio is not None and ratio < check.min_ratio) or (check.max_ratio is not None and ratio > check.max_ratio))
-    if c.events is None or b.events is None or c.requests is None or b.requests is None:
-        return dict(verdict=Verdict.PASS if in_bounds else Verdict.FAIL, statistic="ratio", statistic_value=ratio,
-                    reason=f"{head}; point estimate){_n(m)}")
+    def out_of_bounds(cv: float, bv: float) -> bool:
+        r = _ratio(cv, bv)
+        return (check.min_ratio is not None and r < check.min_ratio) or (check.max_ratio is not None and r > check.max_ratio)
+
+    in_bounds = not out_of_bounds(c.value, b.value)
+    if check.unit == "amount" or c.events is None or b.events is None or c.requests is None or b.requests is None:
+        # An amount is not a count: its variance depends on its unit, so only paired periods judge it.
+        return _paired_periods(check, m, out_of_bounds, head, "out of bounds")
     lower, upper = stats.poisson_rate_bounds(b.events, b.requests, check.alpha / 2)
     evidence = []
     if check.min_ratio is not None:  # lower is bad
@@ -261,10 +324,9 @@ def _business(check: BusinessCheck, m: Measurement) -> dict:
 
 def _resource(check: ResourceCheck, m: Measurement) -> dict:
     ratio = _ratio(m.canary.value, m.baseline.value)
-    ok = ratio <= check.max_ratio
-    return dict(verdict=Verdict.PASS if ok else Verdict.FAIL, statistic="ratio", statistic_value=ratio,
-                reason=f"{check.resource} {_num(m.canary.value)} vs baseline {_num(m.baseline.value)} per instance "
-                       f"(ratio {ratio:.3g}, max {check.max_ratio:g})")
+    head = (f"{check.resource} {_num(m.canary.value)} vs baseline {_num(m.baseline.value)} per instance "
+            f"(ratio {ratio:.3g}, max {check.max_ratio:g}")
+    return _paired_periods(check, m, lambda cv, bv: _ratio(cv, bv) > check.max_ratio, head, "above the maximum")
 
 
 _MEASURE = {ErrorRateCheck: _error_rate, LatencyCheck: _latency, BusinessCheck: _business, ResourceCheck: _resource}
@@ -311,32 +373,52 @@ def evaluate_check(check, observed: Observed, gate: Gate | None = None) -> Check
 
 
 def sample_ratio(spec: SampleRatioSpec, step: Observed, gate: Gate) -> CheckResult | None:
-    """Does the canary's share of requests at this step match the weight that was set?
+    """Does the canary's share of requests at this step match what the router was told?
 
-    ``step`` holds both arms' request counts over this step's window. A mismatch means the
-    routing is broken.
+    ``step`` holds both arms' request counts over this step's window. A mismatch means the routing
+    is broken, but only when it lasts: a missed scrape skews a short window's counts, so a
+    rejecting look fails the check only after the split has looked wrong for ``confirm_seconds``
+    of consecutive looks (``gate.split_failing_for``). A canary with no series at all while the
+    baseline served ``unobserved_after`` requests is taken as serving unobserved.
     """
     if not spec.enabled or not 0 < gate.weight < 100:
         return None
-    counts = None
-    if isinstance(step, Measurement) and step.canary.requests is not None and step.baseline.requests is not None:
-        counts = (step.canary.requests, step.baseline.requests)
-    expected = gate.weight / 100
-    low, high = expected * (1 - spec.tolerance), expected * (1 + spec.tolerance)
+    expected = gate.expected_share if gate.expected_share is not None else gate.weight / 100
+    low, high = expected * (1 - spec.tolerance), min(1.0, expected * (1 + spec.tolerance))
     base = dict(check="sample_ratio", kind="sample_ratio", critical=True,
                 threshold=f"canary share within {low:.2%}..{high:.2%} of requests")
-    if counts is None or sum(counts) < spec.min_requests:
+    canary = baseline = None
+    if isinstance(step, Measurement):
+        canary, baseline = step.canary.requests, step.baseline.requests
+    unobserved = canary is None and baseline is not None and baseline >= spec.unobserved_after
+    if unobserved:
+        canary = 0.0
+    if canary is None or baseline is None or canary + baseline < spec.min_requests:
         return CheckResult(**base, verdict=Verdict.IGNORED, reason="not enough request counts to check the split yet")
-    canary, total = counts[0], counts[0] + counts[1]
+    total = canary + baseline
     share = canary / total if total else 0.0
     log_e = max(stats.bernoulli_log_e(canary, total, high, "greater"), stats.bernoulli_log_e(canary, total, low, "less"))
     p = stats.p_value(log_e, 2)
-    common = dict(base, canary_requests=counts[0], baseline_requests=counts[1], canary_value=share, baseline_value=expected,
-                  statistic="log e-value (share outside tolerance)", statistic_value=log_e, p_value=p)
-    reason = f"canary served {share:.2%} of {total:.0f} requests at weight {gate.weight:g}% (allowed {low:.2%}..{high:.2%}"
-    if log_e >= math.log(2 / spec.alpha):
-        return CheckResult(**common, verdict=Verdict.FAIL, reason=f"{reason}; anytime-valid {_p(p)}): the routing does not do what was set")
-    return CheckResult(**common, verdict=Verdict.PASS, reason=f"{reason})")
+    rejects = log_e >= math.log(2 / spec.alpha)
+    common = dict(base, canary_requests=canary, baseline_requests=baseline, canary_value=share, baseline_value=expected,
+                  statistic="log e-value (share outside tolerance)", statistic_value=log_e, p_value=p,
+                  bounds={"rejects": rejects, "failing_for_seconds": gate.split_failing_for if rejects else None})
+    if unobserved:
+        reason = (f"the canary has no request series at all while it has {gate.weight:g}% of traffic and the baseline "
+                  f"served {baseline:.0f} requests: likely a wrong version label, or the canary is not scraped")
+    else:
+        reason = (f"canary served {share:.2%} of {total:.0f} requests at weight {gate.weight:g}% "
+                  f"(allowed {low:.2%}..{high:.2%}")
+        reason += f"; anytime-valid {_p(p)})" if rejects else ")"
+    if not rejects:
+        return CheckResult(**common, verdict=Verdict.PASS, reason=reason)
+    lasted = gate.split_failing_for or 0.0
+    if lasted >= spec.confirm_seconds:
+        what = "" if unobserved else ": the routing does not do what was set"
+        return CheckResult(**common, verdict=Verdict.FAIL, reason=f"{reason}{what}, for {lasted:.0f}s of consecutive looks")
+    return CheckResult(**common, verdict=Verdict.INCONCLUSIVE, estimate_within_bounds=False,
+                       reason=f"{reason}; holding: it must last {spec.confirm_seconds:g}s of consecutive looks to count "
+                              f"({lasted:.0f}s so far), since a missed scrape can skew a short window")
 
 
 def _first_counts(measurements: Mapping[str, Observed]) -> Observed:

@@ -16,6 +16,10 @@ class ArmSample:
       increase for business checks), that count, so ``value == events / requests``.
     - ``buckets``: for latency from a histogram, ``((upper_bound, cumulative_count), …)`` sorted
       by bound and ending with ``inf``; lets the judge put a confidence interval on a quantile.
+    - ``periods``: for a check the provider reduces to one number per period (a percentile, a
+      resource, a custom query, an amount per request), that number per period:
+      ``((period_start_unix_seconds, value), …)``, oldest first, periods of equal length aligned
+      across arms. The judge pairs the arms' periods by start time and tests them sequentially.
     """
 
     value: float | None
@@ -23,6 +27,7 @@ class ArmSample:
     query: str
     events: float | None = None
     buckets: tuple[tuple[float, float], ...] | None = None
+    periods: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self):
         # NaN and infinities are "no data", never a number to compare.
@@ -32,6 +37,9 @@ class ArmSample:
                 object.__setattr__(self, name, None)
         if self.buckets is not None:
             object.__setattr__(self, "buckets", tuple((float(le), float(c)) for le, c in self.buckets))
+        if self.periods is not None:  # a period without a finite value is a gap: left out
+            object.__setattr__(self, "periods", tuple((float(t), float(v)) for t, v in self.periods
+                                                      if v is not None and math.isfinite(float(v))))
 
 
 @dataclass(frozen=True)

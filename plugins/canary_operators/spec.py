@@ -60,9 +60,12 @@ class _Check(_Strict):
     alpha: float = Field(default=0.01, gt=0, lt=0.5)
     # A critical check that fails rolls back at once; non-critical ones count towards min_score.
     critical: bool = True
-    # What to do when a condition lasts until the gate decides (the gate timeout, or
-    # max_provider_errors in a row): rollback (fail the gate), hold (wait up to twice the gate
-    # timeout), or ignore (leave this check out of the decision).
+    # Checks whose provider gives one number per period (a percentile, a resource, a custom query,
+    # an amount) are judged by a sequential test on paired periods; it needs this many first.
+    min_periods: int = Field(default=3, ge=1)
+    # What to do when a condition lasts until the gate decides (the gate timeout, a metrics
+    # backend down for max_provider_outage, or a query the backend rejects): rollback (fail the
+    # gate), hold (wait up to twice the gate timeout), or ignore (leave this check out).
     on_no_data: Policy = "rollback"
     on_error: Policy = "rollback"
     on_inconclusive: Policy = "rollback"
@@ -90,6 +93,10 @@ class BusinessCheck(_Check):
     metric: str | None = Field(default=None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:.]*$")
     min_ratio: float | None = Field(default=None, gt=0)
     max_ratio: float | None = Field(default=None, gt=0)
+    # count: the metric counts events (checkouts), so per request it is a Poisson rate.
+    # amount: it sums amounts (revenue in any unit); judged on paired per-period ratios, so the
+    # unit (dollars or cents) cannot change the verdict.
+    unit: Literal["count", "amount"] = "count"
 
 
 class ResourceCheck(_Check):
@@ -219,6 +226,12 @@ class SampleRatioSpec(_Strict):
     tolerance: float = Field(default=0.2, gt=0, lt=1)  # 0.2: at 5% weight, 4%..6% is fine
     alpha: float = Field(default=0.001, gt=0, lt=0.5)
     min_requests: int = Field(default=200, ge=0)
+    # A failing split must last this long over consecutive looks: one missed scrape at the
+    # window's start skews a short window's counts, and a gap in scraping says nothing of routing.
+    confirm_seconds: Duration = Field(default=30.0, ge=0)
+    # Baseline requests in the step with the canary showing none at all, before the canary is
+    # taken for unobserved (wrong version label, not scraped): roll back.
+    unobserved_after: int = Field(default=300, ge=1)
 
 
 class ApprovalSpec(_Strict):
@@ -261,7 +274,13 @@ class ReleaseSpec(_Strict):
     # deferrable: gates wait in the triggerer and hold no worker slot; poke/reschedule: on a worker.
     gate_mode: Literal["deferrable", "poke", "reschedule"] = "deferrable"
     approval: ApprovalSpec | None = None
-    max_provider_errors: int = Field(default=3, ge=1)
+    # A check whose metrics backend stays unreachable (or throttles) this long follows its
+    # on_error policy. Measured in time, not looks, so it does not depend on poke_interval.
+    max_provider_outage: Duration = Field(default=60.0, gt=0)
+    # The evidence planner (preflight): reads live traffic and works out how long each gate needs.
+    # warn: log it; adapt: also lengthen a gate's timeout to what it needs, up to plan_max_gate_timeout.
+    plan: Literal["off", "warn", "adapt"] = "adapt"
+    plan_max_gate_timeout: Duration = 3600.0
     retries: int = Field(default=2, ge=0)
     retry_delay: Duration = 10.0
     # The undo retries putting traffic back on stable for this long before it gives up loudly.
@@ -463,6 +482,9 @@ def parse_spec(data: Any, source: str) -> ReleaseSpec:
     """Validate already-loaded YAML data. ``source`` names the file in errors."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: (top level): must be a mapping of fields, got {type(data).__name__}")
+    if "max_provider_errors" in data:
+        raise SpecError(f"{source}: max_provider_errors: replaced by max_provider_outage, a time "
+                        "(default 60s), so it no longer depends on poke_interval")
     try:
         spec = ReleaseSpec.model_validate(data, strict=True)  # no booleans or strings as numbers
     except ValidationError as e:

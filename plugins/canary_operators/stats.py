@@ -151,9 +151,43 @@ def histogram_quantile(buckets: tuple[tuple[float, float], ...], q: float) -> fl
     return prev_bound
 
 
+def quantile_bucket(buckets, q: float) -> tuple[float, float] | None:
+    """The bucket ``(lower_edge, upper_edge]`` that holds the sample at rank ``q`` of a histogram.
+
+    All a histogram can say about that sample: it is above the lower edge and at most the upper
+    one (``inf`` for the +Inf bucket). Interpolating inside the bucket would invent precision.
+    """
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = max(q, 1e-12) * buckets[-1][1]
+    lower = 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            return lower, bound
+        lower = bound
+    return lower, math.inf
+
+
 def quantile_interval(buckets, q: float, alpha: float) -> tuple[float, float] | None:
-    """Anytime-valid interval for the q-quantile behind a histogram (within bucket interpolation)."""
+    """Anytime-valid interval for the true q-quantile behind a histogram, in bucket edges.
+
+    The fraction of samples at or below the true quantile is Bernoulli(q) data, so the true
+    quantile lies between the samples at ranks ``lo_q`` and ``hi_q`` of ``proportion_interval``;
+    each of those is known only to its bucket, so the interval runs from the lower edge of the
+    first bucket to the upper edge of the second. It bounds the true quantile, not an
+    interpolated one.
+    """
     if not buckets or buckets[-1][1] <= 0:
         return None
     lo_q, hi_q = proportion_interval(q, buckets[-1][1], alpha)
-    return histogram_quantile(buckets, max(lo_q, 1e-9)), histogram_quantile(buckets, min(hi_q, 1.0))
+    return quantile_bucket(buckets, lo_q)[0], quantile_bucket(buckets, min(hi_q, 1.0))[1]
+
+
+def sign_test_log_e(exceeding: int, pairs: int) -> float:
+    """log e-value against H0 "a pair exceeds the bound with probability <= 1/2".
+
+    For checks judged on paired periods (one number per period per arm): under H0 the bound is at
+    least the median of the pairs' comparison, so exceedances are at most fair coin flips. Valid
+    whatever the metric's distribution or unit, and anytime-valid over a growing run of periods.
+    """
+    return bernoulli_log_e(exceeding, pairs, 0.5, "greater")

@@ -28,6 +28,8 @@ class GateLook:
         object.__setattr__(self, "evidence", scrub(self.evidence))
 
 
+SPLIT_FAILING = "(split failing since)"
+
 # Request counts over one step's window, for the sample-ratio check.
 _STEP_COUNTS = ErrorRateCheck(name="sample_ratio", kind="error_rate", min_requests=0)
 
@@ -37,17 +39,20 @@ def is_last_gate(release: ReleaseSpec, run: RunConf, weight: int) -> bool:
 
 
 def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: float,
-                  provider_errors: dict[str, int], log=None, rollout_started_at: float | None = None,
-                  watching: bool = False) -> GateLook:
-    """Look once. ``provider_errors`` counts consecutive failures per check across looks (mutated).
+                  memory: dict[str, float], log=None, rollout_started_at: float | None = None,
+                  watching: bool = False, gate_timeout: float | None = None) -> GateLook:
+    """Look once. ``memory`` carries what spans looks (mutated): per check, since when its metrics
+    backend has been down; under ``SPLIT_FAILING``, since when the traffic split has looked wrong.
 
     The checks use the window since the rollout's first shift: the canary runs the same version
     at every step, so evidence keeps accumulating. The sample-ratio check uses this step alone.
 
     ``watching``: the step's gate has passed and the canary waits at ``weight`` (for a person).
     Only a failing verdict matters then, so the gate timeouts never apply: no-data and
-    inconclusive checks keep holding however long the wait. Repeated provider errors still
-    follow the check's ``on_error`` policy, as in the gate.
+    inconclusive checks keep holding however long the wait. A backend down for
+    ``max_provider_outage`` still follows the check's ``on_error`` policy, as in the gate.
+
+    ``gate_timeout``: this gate's timeout when the evidence planner lengthened it (else the spec's).
     """
     now = time.time()
     elapsed = now - shifted_at
@@ -63,31 +68,52 @@ def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: f
             continue
         try:
             observed[check.name] = provider.measure(check, scope)
-            provider_errors.pop(check.name, None)
+            memory.pop(check.name, None)
         except BackendUnavailable as e:
-            count = provider_errors[check.name] = provider_errors.get(check.name, 0) + 1
+            down = now - memory.setdefault(check.name, now)
             if log:
-                log.warning("metrics backend unavailable for %s (%d/%d): %s", check.name, count, release.max_provider_errors, e)
-            observed[check.name] = ProviderFailure(f"{e} ({count} times in a row)", exhausted=count >= release.max_provider_errors)
-        except MetricsError as e:  # a rejected query is a spec or auth problem: retrying cannot fix it
-            reason = f"metrics backend rejected check {check.name}: {e}"
-            return GateLook(Outcome.ROLLBACK, reason, {"weight": weight, "elapsed_seconds": round(elapsed, 1), "outcome": "rollback", "reason": reason, "checks": []})
+                log.warning("metrics backend unavailable for %s (down for %.0fs of %.0fs allowed): %s",
+                            check.name, down, release.max_provider_outage, e)
+            observed[check.name] = ProviderFailure(f"{e} (down for {down:.0f}s)",
+                                                   exhausted=down >= release.max_provider_outage)
+        except MetricsError as e:  # a rejected query: retrying cannot fix it, so on_error decides now
+            memory.pop(check.name, None)
+            observed[check.name] = ProviderFailure(f"the query was rejected: {e}", exhausted=True)
     step_counts = None
     if release.sample_ratio.enabled and step_window > 0:
         try:
             step_counts = provider.measure(_STEP_COUNTS, Scope(run.version, run.stable_version, step_window, now))
-        except BackendUnavailable:
+        except (BackendUnavailable, MetricsError):
             step_counts = None  # the checks above already count provider errors
     bake = run.bake_time if run.bake_time is not None else release.bake_time
-    gate = Gate(weight=weight, baked=elapsed >= bake, timed_out=not watching and elapsed >= release.gate_timeout,
-                hard_timed_out=not watching and elapsed >= 2 * release.gate_timeout,
-                final=release.evidence_at == "every_gate" or is_last_gate(release, run, weight))
+    timeout = gate_timeout or release.gate_timeout
+    failing_since = memory.get(SPLIT_FAILING)
+    gate = Gate(weight=weight, baked=elapsed >= bake, timed_out=not watching and elapsed >= timeout,
+                hard_timed_out=not watching and elapsed >= 2 * timeout,
+                final=release.evidence_at == "every_gate" or is_last_gate(release, run, weight),
+                expected_share=_expected_share(release, run, weight, log) if release.sample_ratio.enabled else None,
+                split_failing_for=None if failing_since is None else now - failing_since)
     decision = judge(release.checks, observed, gate, release.sample_ratio, release.min_score, step_counts)
+    split = next((c for c in decision.checks if c.kind == "sample_ratio"), None)
+    if split is not None and split.bounds.get("rejects"):
+        memory.setdefault(SPLIT_FAILING, now)
+    else:
+        memory.pop(SPLIT_FAILING, None)
     evidence = {"weight": weight, "elapsed_seconds": round(elapsed, 1), "window_seconds": round(window, 1),
                 "last_gate": gate.final, **({"watching": True} if watching else {}), **decision.to_dict()}
     if log:
         log.info("%s at %d%% after %.0fs: %s", "watching" if watching else "gate", weight, elapsed, decision.log_line())
     return GateLook(decision.outcome, decision.reason, evidence)
+
+
+def _expected_share(release: ReleaseSpec, run: RunConf, weight: int, log) -> float | None:
+    """The share of requests the router says the canary should serve (Argo: by replicas)."""
+    try:
+        return build_router(release, run).expected_share(weight)
+    except Exception as e:  # noqa: BLE001 - the split is then judged against the weight alone
+        if log:
+            log.warning("could not read the canary's expected share of requests from the router: %s", e)
+        return None
 
 
 def reset_to_stable(release: ReleaseSpec, run: RunConf, weight: int, reason: str, log=None,

@@ -43,7 +43,7 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         self.weight = weight
         self.shift_task_id = shift_task_id
         self.deferrable = release.gate_mode == "deferrable"
-        self._provider_errors: dict[str, int] = {}  # consecutive failures per check
+        self._look_memory: dict[str, float] = {}  # what spans looks: outages, a failing split
 
     def execute(self, context):
         try:
@@ -112,7 +112,7 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         from canary_operators.status import heartbeat
 
         run = run_conf_of(context)
-        look = evaluate_gate(self.release, run, self.weight, self._shifted_at(context), self._provider_errors,
+        look = evaluate_gate(self.release, run, self.weight, self._shifted_at(context), self._look_memory,
                              self.log, self._rollout_started_at(context))
         context["ti"].xcom_push(key=EVIDENCE_KEY, value=look.evidence)
         if look.outcome is Outcome.ROLLBACK:

@@ -34,6 +34,11 @@ class TrafficRouter(Backend, ABC):
         default): then the spec's promote action moves the version into the stable slot."""
         return None
 
+    def expected_share(self, percent: int) -> float:
+        """The share of requests the canary should serve at ``percent``, for the sample-ratio check.
+        A weight-based router serves ``percent``; one that splits by replicas overrides this."""
+        return percent / 100
+
     def check_online(self) -> None:
         """Raise RouterError when the backend cannot be reached or is misconfigured."""
         self.get_canary_weight()

@@ -146,21 +146,23 @@ class ApprovalWatchTrigger(HITLTrigger):
         except Exception:  # noqa: BLE001 - cannot tell: fire, the task is most likely still deferred
             return True
 
-    def _look(self, release, run, provider_errors: dict[str, int]):
-        """One watching look; an unexpected error counts like a provider error of the whole look."""
+    def _look(self, release, run, memory: dict[str, float]):
+        """One watching look; an unexpected error counts like a metrics outage of the whole look."""
         from canary_operators.judge import Outcome
         from canary_operators.operators.gate_evaluation import GateLook, evaluate_gate
 
         try:
-            look = evaluate_gate(release, run, self.weight, self.shifted_at, provider_errors, log,
+            look = evaluate_gate(release, run, self.weight, self.shifted_at, memory, log,
                                  self.rollout_started_at, watching=True)
-            provider_errors.pop("(look)", None)
+            memory.pop("(look)", None)
             return look
         except Exception as e:  # noqa: BLE001
-            count = provider_errors["(look)"] = provider_errors.get("(look)", 0) + 1
-            log.warning("%s: could not evaluate the checks (%d/%d): %s", self.name, count, release.max_provider_errors, e)
-            if count >= release.max_provider_errors:
-                reason = f"the checks could not be evaluated {count} times in a row: {type(e).__name__}: {e}"
+            now = time.time()
+            down = now - memory.setdefault("(look)", now)
+            log.warning("%s: could not evaluate the checks (failing for %.0fs of %.0fs allowed): %s",
+                        self.name, down, release.max_provider_outage, e)
+            if down >= release.max_provider_outage:
+                reason = f"the checks could not be evaluated for {down:.0f}s: {type(e).__name__}: {e}"
                 return GateLook(Outcome.ROLLBACK, reason, {"weight": self.weight, "watching": True,
                                                            "outcome": "rollback", "reason": reason, "checks": []})
             return GateLook(Outcome.HOLD, f"look failed: {e}", {"weight": self.weight, "watching": True})
@@ -177,7 +179,7 @@ class ApprovalWatchTrigger(HITLTrigger):
         from canary_operators.status import heartbeat
 
         release, run = self._parsed()
-        provider_errors: dict[str, int] = {}
+        memory: dict[str, float] = {}
         looks = 0
         waiting = f"holding until {_utc(self.hold_until):%H:%M:%S} UTC" if self.holding else "waiting for a person"
         while True:
@@ -193,7 +195,7 @@ class ApprovalWatchTrigger(HITLTrigger):
                     yield answer
                     return
             looks += 1
-            look = await asyncio.to_thread(self._look, release, run, provider_errors)
+            look = await asyncio.to_thread(self._look, release, run, memory)
             if look.outcome is Outcome.ROLLBACK:
                 verdict_at = time.monotonic()
                 record = await asyncio.to_thread(reset_to_stable, release, run, self.weight,

@@ -50,12 +50,12 @@ class MetricGateTrigger(BaseTrigger):
         from canary_operators.status import heartbeat
 
         release, run = self._parsed()
-        provider_errors: dict[str, int] = {}
+        memory: dict[str, float] = {}  # what spans looks: outages, a failing split
         looks = 0
         while True:
             looks += 1
             look = await asyncio.to_thread(evaluate_gate, release, run, self.weight, self.shifted_at,
-                                             provider_errors, log, self.rollout_started_at)
+                                             memory, log, self.rollout_started_at)
             if look.outcome is Outcome.ROLLBACK:
                 record = await asyncio.to_thread(reset_to_stable, release, run, self.weight,
                                                  f"{self.task_id or 'gate'}: {look.reason}", log, self.run_id)
