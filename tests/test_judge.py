@@ -43,6 +43,15 @@ def point(name, canary, baseline, canary_n=1000.0, baseline_n=10000.0, canary_bu
     )
 
 
+def periods(name, canary_values, baseline_values, canary_n=1000.0, baseline_n=10000.0, period=60):
+    """One number per period per arm (a percentile, a resource, an amount), aligned by start time."""
+    def arm(values, n, who):
+        series = tuple((1_700_000_000 + i * period, v) for i, v in enumerate(values))
+        return ArmSample(value=sum(values) / len(values), requests=n, query=f"{who}:{name}", periods=series)
+    return Measurement(check=name, canary=arm(canary_values, canary_n, "canary"),
+                       baseline=arm(baseline_values, baseline_n, "baseline"), window_seconds=period * len(canary_values))
+
+
 def histogram(n, share_fast=1.0):
     """n samples: share_fast of them in (2.5 ms, 5 ms], the rest in (25 ms, 50 ms]."""
     fast = n * share_fast
@@ -79,10 +88,17 @@ def test_all_errors_fails():
     assert evaluate_check(ERRORS, counts("errors", 100, 100, 40, 20000), BAKED).verdict is Verdict.FAIL
 
 
-def test_custom_error_query_without_counts_compares_points():
-    m = point("errors", 0.03, 0.002)
-    r = evaluate_check(ERRORS, m, BAKED)
-    assert r.verdict is Verdict.FAIL and "point estimate" in r.reason
+def test_custom_error_query_without_counts_cannot_fail_on_one_point():
+    r = evaluate_check(ERRORS, point("errors", 0.03, 0.002), BAKED)
+    assert r.verdict is Verdict.INCONCLUSIVE and r.estimate_within_bounds is False
+    assert "point estimate only" in r.reason and "cannot fail by itself" in r.reason
+
+
+def test_custom_error_query_is_judged_on_its_periods():
+    bad = evaluate_check(ERRORS, periods("errors", [0.03] * 14, [0.002] * 14), BAKED)
+    assert bad.verdict is Verdict.FAIL and "14 of 14 paired periods above the tolerance" in bad.reason
+    fine = evaluate_check(ERRORS, periods("errors", [0.004, 0.001, 0.002], [0.002] * 3), BAKED)
+    assert fine.verdict is Verdict.PASS
 
 
 # -- latency: confidence intervals from histogram buckets ----------------------------------------
@@ -91,8 +107,8 @@ def test_latency_regression_from_buckets_fails():
     m = point("p99", 0.049, 0.005, canary_buckets=histogram(1000, 0.5), baseline_buckets=histogram(20000))
     r = evaluate_check(P99, m, BAKED)
     assert r.verdict is Verdict.FAIL
-    assert "even the most favourable ends" in r.reason
-    assert set(r.bounds) == {"canary_p99", "baseline_p99"}
+    assert "canary p99 in (0.025 s, 0.05 s], baseline in (0.0025 s, 0.005 s]: even the most favourable bucket edges" in r.reason
+    assert r.bounds["canary_p99"] == [0.025, 0.05] and r.bounds["baseline_p99"] == [0.0025, 0.005]
 
 
 def test_same_latency_from_buckets_passes():
@@ -106,11 +122,65 @@ def test_a_tail_that_may_be_noise_is_inconclusive():
     assert evaluate_check(P99, m, BAKED).verdict is Verdict.INCONCLUSIVE
 
 
-def test_latency_without_buckets_compares_points():
-    assert evaluate_check(P99, point("p99", 0.105, 0.100), BAKED).verdict is Verdict.PASS
-    failed = evaluate_check(P99, point("p99", 0.150, 0.100), BAKED)
-    assert failed.verdict is Verdict.FAIL
-    assert failed.reason.startswith("p99 150.0 ms vs baseline 100.0 ms (ratio 1.5, max 1.1; point estimate")
+# The measured defect: the interval ends were interpolated inside buckets, so arms on either side
+# of the 250 ms bound with a true p99 ratio of exactly 1.10 failed 98.5% of the time at 50% weight.
+BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def cumulative(counts_per_bucket):
+    total, out = 0.0, []
+    for bound, count in zip(BOUNDS + (math.inf,), counts_per_bucket):
+        total += count
+        out.append((bound, total))
+    return tuple(out)
+
+
+def test_p99_straddling_a_bucket_bound_within_tolerance_never_fails():
+    # 200,000 requests per arm. Baseline: 1.2% in (0.1, 0.25], so its p99 sits just under 250 ms;
+    # canary: 1.2% in (0.25, 0.5], so its p99 sits just over it. Interpolation made that ~2x.
+    baseline = cumulative([0, 0, 0, 0, 197_600, 2_400, 0, 0, 0, 0])
+    canary = cumulative([0, 0, 0, 0, 197_600, 0, 2_400, 0, 0, 0])
+    m = point("p99", 0.292, 0.229, canary_n=200_000, baseline_n=200_000, canary_buckets=canary, baseline_buckets=baseline)
+    r = evaluate_check(P99, m, BAKED)
+    assert r.verdict is Verdict.PASS
+    assert "canary p99 in (0.25 s, 0.5 s], baseline in (0.1 s, 0.25 s]: the buckets cannot resolve a ratio of 1.1" in r.reason
+    assert r.statistic_value <= 1.0  # the lowest ratio the bucket edges allow
+
+
+def test_p99_in_the_same_bucket_says_so():
+    same = cumulative([0, 0, 0, 0, 98_000, 2_000, 0, 0, 0, 0])
+    r = evaluate_check(P99, point("p99", 0.2, 0.11, canary_buckets=same, baseline_buckets=same), BAKED)
+    assert r.verdict is Verdict.PASS and "p99 in (0.1 s, 0.25 s] for both" in r.reason
+
+
+def test_p99_two_buckets_apart_fails_on_edges():
+    baseline = cumulative([0, 0, 0, 0, 99_000, 1_000, 0, 0, 0, 0])  # p99 in (0.1, 0.25]
+    canary = cumulative([0, 0, 0, 0, 97_000, 1_000, 0, 2_000, 0, 0])  # p99 in (0.5, 1.0]
+    r = evaluate_check(P99, point("p99", 0.75, 0.2, canary_buckets=canary, baseline_buckets=baseline), BAKED)
+    assert r.verdict is Verdict.FAIL and r.statistic_value == pytest.approx(0.5 / 0.25)
+
+
+def test_latency_without_buckets_is_judged_on_paired_periods():
+    # One p99 per period, as Datadog and CloudWatch give it. A single look at a point never fails.
+    assert evaluate_check(P99, point("p99", 0.150, 0.100), BAKED).verdict is Verdict.INCONCLUSIVE
+    noisy_but_equal = [0.09, 0.12, 0.10, 0.13, 0.08, 0.10]
+    aa = evaluate_check(P99, periods("p99", noisy_but_equal, [0.1] * 6), BAKED)
+    assert aa.verdict is Verdict.PASS and "2 of 6 paired periods above the maximum" in aa.reason
+    slower = evaluate_check(P99, periods("p99", [0.15] * 14, [0.1] * 14), BAKED)
+    assert slower.verdict is Verdict.FAIL and "14 of 14 paired periods above the maximum" in slower.reason
+    assert evaluate_check(P99, periods("p99", [0.15] * 5, [0.1] * 5), BAKED).verdict is Verdict.INCONCLUSIVE
+
+
+def test_periods_are_paired_by_start_time_and_gaps_left_out():
+    m = periods("p99", [0.15] * 14, [0.1] * 14)
+    baseline = ArmSample(value=0.1, requests=1e4, query="b", periods=m.baseline.periods[::2])  # every other period missing
+    r = evaluate_check(P99, Measurement("p99", m.canary, baseline, 840), BAKED)
+    assert r.bounds == {"periods": 7, "periods_exceeding": 7} and r.verdict is not Verdict.FAIL
+
+
+def test_too_few_periods_is_no_data():
+    r = evaluate_check(P99, periods("p99", [0.1, 0.1], [0.1, 0.1]), BAKED)
+    assert r.verdict is Verdict.NO_DATA and "2 paired periods, needs 3" in r.reason
 
 
 # -- business and resource ---------------------------------------------------------------------------
@@ -134,9 +204,34 @@ def test_business_higher_is_bad():
     assert evaluate_check(refunds, counts("refunds", 10, 1000, 200, 20000), BAKED).verdict is Verdict.PASS
 
 
-def test_resource_ratio():
-    assert evaluate_check(CPU, point("cpu", 0.2, 0.1, None, None), BAKED).verdict is Verdict.FAIL
-    assert evaluate_check(CPU, point("cpu", 0.12, 0.1, None, None), BAKED).verdict is Verdict.PASS
+def test_resource_ratio_on_periods():
+    assert evaluate_check(CPU, periods("cpu", [0.2] * 14, [0.1] * 14, None, None), BAKED).verdict is Verdict.FAIL
+    assert evaluate_check(CPU, periods("cpu", [0.12] * 5, [0.1] * 5, None, None), BAKED).verdict is Verdict.PASS
+    # One spike is one period, not a rollback.
+    spike = evaluate_check(CPU, periods("cpu", [0.1, 0.9, 0.1, 0.1], [0.1] * 4, None, None), BAKED)
+    assert spike.verdict is Verdict.PASS
+
+
+REVENUE = BusinessCheck(name="revenue", kind="business", metric="revenue_total", unit="amount", min_ratio=0.9, min_requests=100)
+
+
+@pytest.mark.parametrize("unit_scale", [1, 100])  # dollars, cents
+def test_an_amount_gives_the_same_verdict_in_any_unit(unit_scale):
+    # Revenue per request 10% down (exactly min_ratio) in every period, with noise: never proven bad.
+    canary = [v * unit_scale for v in (0.90, 0.95, 0.86, 0.91, 0.88, 0.93)]
+    baseline = [1.0 * unit_scale] * 6
+    r = evaluate_check(REVENUE, periods("revenue", canary, baseline), BAKED)
+    assert r.verdict is Verdict.PASS and "2 of 6 paired periods out of bounds" in r.reason
+    dropped = evaluate_check(REVENUE, periods("revenue", [0.7 * unit_scale] * 14, baseline * 3), BAKED)
+    assert dropped.verdict is Verdict.FAIL
+
+
+def test_an_amount_was_a_poisson_count_and_cents_failed_where_dollars_did_not():
+    # The defect, pinned: as counts, the same 10% drop was inconclusive in dollars and "p = 8.8e-16"
+    # in cents. As an amount it needs per-period values: totals alone cannot fail it.
+    cents = counts("revenue", 900_000, 10_000, 1_000_000, 10_000)
+    r = evaluate_check(REVENUE, cents, BAKED)
+    assert r.verdict is Verdict.INCONCLUSIVE and "point estimate only" in r.reason
 
 
 # -- edge cases, by name ---------------------------------------------------------------------------
@@ -158,14 +253,14 @@ def test_absent_and_nan_series_are_no_data():
 
 
 def test_identical_data_passes():
-    assert evaluate_check(P99, point("p99", 0.1, 0.1), BAKED).verdict is Verdict.PASS
+    assert evaluate_check(P99, periods("p99", [0.1] * 3, [0.1] * 3), BAKED).verdict is Verdict.PASS
     assert evaluate_check(ERRORS, counts("errors", 0, 5000, 0, 50000), BAKED).verdict is Verdict.PASS
 
 
 def test_zero_baseline_ratio():
     zero = LatencyCheck(name="z", kind="latency", min_requests=0)
-    assert evaluate_check(zero, point("z", 0.0, 0.0), BAKED).verdict is Verdict.PASS
-    assert evaluate_check(zero, point("z", 0.01, 0.0), BAKED).verdict is Verdict.FAIL
+    assert evaluate_check(zero, periods("z", [0.0] * 3, [0.0] * 3), BAKED).verdict is Verdict.PASS
+    assert evaluate_check(zero, periods("z", [0.01] * 14, [0.0] * 14), BAKED).verdict is Verdict.FAIL
 
 
 def test_counters_that_reset_give_no_negative_counts():
@@ -195,7 +290,7 @@ def test_inconclusive_at_timeout_follows_on_inconclusive():
 
 def test_provider_errors_hold_until_exhausted():
     assert evaluate_check(ERRORS, ProviderFailure("HTTP 503"), BAKED).verdict is Verdict.ERROR
-    failed = evaluate_check(ERRORS, ProviderFailure("HTTP 503 (3 times in a row)", exhausted=True), BAKED)
+    failed = evaluate_check(ERRORS, ProviderFailure("HTTP 503 (down for 61s)", exhausted=True), BAKED)
     assert failed.verdict is Verdict.FAIL and "after repeated errors: metrics backend error: HTTP 503" in failed.reason
     ignore = ERRORS.model_copy(update={"on_error": "ignore"})
     assert evaluate_check(ignore, ProviderFailure("x", exhausted=True), BAKED).verdict is Verdict.IGNORED
@@ -211,11 +306,49 @@ def test_sample_ratio_matches_the_weight():
     assert r.verdict is Verdict.PASS
 
 
-def test_sample_ratio_mismatch_fails_naming_the_routing():
-    r = sample_ratio(SRM, counts("errors", 0, 1500, 0, 8500), Gate(weight=5, baked=True))
+def test_sample_ratio_mismatch_fails_naming_the_routing_once_it_lasts():
+    skewed = counts("errors", 0, 1500, 0, 8500)
+    first = sample_ratio(SRM, skewed, Gate(weight=5, baked=True))
+    assert first.verdict is Verdict.INCONCLUSIVE and first.bounds["rejects"] is True
+    assert "holding: it must last 30s of consecutive looks to count (0s so far)" in first.reason
+    r = sample_ratio(SRM, skewed, Gate(weight=5, baked=True, split_failing_for=31))
     assert r.verdict is Verdict.FAIL
     assert r.reason.startswith("canary served 15.00% of 10000 requests at weight 5% (allowed 4.00%..6.00%")
-    assert "the routing does not do what was set" in r.reason
+    assert "the routing does not do what was set, for 31s of consecutive looks" in r.reason
+
+
+def test_one_missing_scrape_at_the_window_start_is_not_a_routing_verdict():
+    # The measured fault: the stable arm's /metrics answered 503 for 6 s across the step's window
+    # start, so increase() lost those seconds of stable requests and the canary "served 34.29%".
+    # At the next looks the window has grown and the share is back within tolerance.
+    looks = [(343, 657), (500, 9_000), (600, 11_400)]  # canary, stable requests per look
+    failing_for = None
+    verdicts = []
+    for i, (canary, stable) in enumerate(looks):
+        r = sample_ratio(SRM, counts("step", 0, canary, 0, stable), Gate(weight=5, baked=True, split_failing_for=failing_for))
+        verdicts.append(r.verdict)
+        failing_for = (failing_for or 0) + 10 if r.bounds.get("rejects") else None
+    assert verdicts == [Verdict.INCONCLUSIVE, Verdict.PASS, Verdict.PASS]
+
+
+def test_a_canary_with_traffic_but_no_series_is_caught():
+    no_series = Measurement("step", ArmSample(value=None, requests=None, query="c"),
+                            ArmSample(value=0.0, requests=6000, events=0, query="b"), 60)
+    first = sample_ratio(SRM, no_series, Gate(weight=5, baked=True))
+    assert first.verdict is Verdict.INCONCLUSIVE
+    r = sample_ratio(SRM, no_series, Gate(weight=5, baked=True, split_failing_for=30))
+    assert r.verdict is Verdict.FAIL
+    assert "no request series at all while it has 5% of traffic and the baseline served 6000 requests" in r.reason
+    assert "wrong version label, or the canary is not scraped" in r.reason
+    few = Measurement("step", no_series.canary, ArmSample(value=0.0, requests=200, events=0, query="b"), 60)
+    assert sample_ratio(SRM, few, Gate(weight=5, baked=True, split_failing_for=30)).verdict is Verdict.IGNORED
+
+
+def test_sample_ratio_uses_the_share_the_router_expects():
+    # Argo Rollouts without traffic routing: 3 canary pods of 10 serve 30% whatever setWeight says.
+    by_replicas = counts("step", 0, 3000, 0, 7000)
+    assert sample_ratio(SRM, by_replicas, Gate(weight=20, baked=True, expected_share=0.3)).verdict is Verdict.PASS
+    assert sample_ratio(SRM, by_replicas, Gate(weight=20, baked=True, split_failing_for=60)).verdict is Verdict.FAIL
 
 
 def test_sample_ratio_waits_for_counts():
@@ -225,7 +358,8 @@ def test_sample_ratio_waits_for_counts():
 
 # -- the gate decision ----------------------------------------------------------------------------------
 
-GOOD = {"errors": counts("errors", 6, 3000, 40, 20000), "p99": point("p99", 0.1, 0.1)}
+GOOD = {"errors": counts("errors", 6, 3000, 40, 20000),
+        "p99": point("p99", 0.00498, 0.00499, canary_buckets=histogram(1000), baseline_buckets=histogram(20000))}
 
 
 def test_all_pass_after_bake_advances():
@@ -256,13 +390,13 @@ def test_missing_data_holds():
 
 def test_sample_ratio_mismatch_rolls_back_the_gate():
     skewed = {**GOOD, "errors": counts("errors", 30, 6000, 40, 20000)}
-    d = judge([ERRORS, P99], skewed, Gate(weight=5, baked=True), SRM)
+    d = judge([ERRORS, P99], skewed, Gate(weight=5, baked=True, split_failing_for=40), SRM)
     assert d.outcome is Outcome.ROLLBACK and "sample_ratio" in d.reason
 
 
 def test_non_critical_failure_counts_towards_the_score():
     soft = P99.model_copy(update={"critical": False})
-    slow = {**GOOD, "p99": point("p99", 0.2, 0.1)}
+    slow = {**GOOD, "p99": periods("p99", [0.2] * 14, [0.1] * 14)}
     assert judge([ERRORS, soft], slow, BAKED).outcome is Outcome.ROLLBACK  # min_score 1.0 by default
     assert judge([ERRORS, soft], slow, BAKED, min_score=0.0).outcome is Outcome.ADVANCE
 
@@ -289,7 +423,7 @@ def test_judge_imports_no_airflow():
 
 # -- evidence at the last gate --------------------------------------------------------------------
 
-UNSETTLED = {"errors": counts("errors", 1, 300, 40, 20000), "p99": point("p99", 0.1, 0.1)}  # inconclusive, looks fine
+UNSETTLED = {"errors": counts("errors", 1, 300, 40, 20000), "p99": GOOD["p99"]}  # inconclusive, looks fine
 
 
 def test_an_earlier_gate_advances_when_nothing_shows_harm():
@@ -317,5 +451,5 @@ def test_an_earlier_gate_still_waits_for_data_and_still_fails_on_evidence():
 
 def test_sample_ratio_uses_the_step_counts_when_given():
     skewed_step = counts("step", 0, 3000, 0, 7000)  # 30% at a 5% weight
-    d = judge([ERRORS, P99], GOOD, Gate(weight=5, baked=True), SRM, step_counts=skewed_step)
+    d = judge([ERRORS, P99], GOOD, Gate(weight=5, baked=True, split_failing_for=30), SRM, step_counts=skewed_step)
     assert d.outcome is Outcome.ROLLBACK and d.reason.startswith("sample_ratio: canary served 30.00%")

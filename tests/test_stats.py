@@ -160,3 +160,21 @@ def test_identical_arms_never_fail_the_error_rate_check(errors, extra):
     check = ErrorRateCheck(name="e", kind="error_rate", min_requests=0)
     m = Measurement("e", ArmSample(errors / n, n, "c", events=errors), ArmSample(errors / n, n, "b", events=errors), 10)
     assert evaluate_check(check, m, Gate(weight=5, baked=True)).verdict is not Verdict.FAIL
+
+
+def test_quantile_interval_is_in_bucket_edges():
+    from canary_operators.stats import quantile_bucket, quantile_interval
+
+    buckets = ((0.1, 9_800.0), (0.25, 9_950.0), (0.5, 10_000.0), (float("inf"), 10_000.0))
+    assert quantile_bucket(buckets, 0.99) == (0.1, 0.25)
+    lo, hi = quantile_interval(buckets, 0.99, 0.01)
+    assert lo in (0.0, 0.1) and hi in (0.25, 0.5)  # edges, never a value interpolated inside a bucket
+    assert quantile_bucket(((1.0, 0.0), (float("inf"), 5.0)), 0.5) == (1.0, float("inf"))
+
+
+def test_sign_test_needs_most_pairs_to_exceed():
+    from canary_operators.stats import sign_test_log_e
+
+    assert sign_test_log_e(7, 14) < 0  # half exceeding is no evidence at all
+    assert sign_test_log_e(14, 14) > math.log(2 / 0.01)
+    assert sign_test_log_e(13, 14) < sign_test_log_e(14, 14)
