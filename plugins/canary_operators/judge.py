@@ -3,8 +3,15 @@
 ``judge(checks, measurements, gate)`` → ``Decision``. A pipeline of small steps:
 
 1. edge cases first, by name: a provider failure, no data, or too few requests;
-2. each check's statistic (``stats``): anytime-valid e-values for counts, a confidence interval
-   for histogram quantiles, a plain ratio where the provider gives only one number;
+2. each check's statistic (``stats``), always one that holds under continuous looks:
+   - counts per request (errors, business counts): anytime-valid e-values;
+   - quantiles from histograms: anytime-valid intervals in bucket edges, so a difference the
+     buckets cannot resolve never fails;
+   - one number per period (a percentile from Datadog or CloudWatch, a resource, a custom query,
+     an amount such as revenue): a sequential sign test on paired periods; a point estimate
+     alone can hold a gate but never fail it;
+   - the traffic split: an e-value on the canary's share, which must keep failing for
+     ``confirm_seconds`` of consecutive looks (a missed scrape skews one short window);
 3. the check's policy when a condition lasts until the gate must decide (the timeout);
 4. the decision: a failing critical check rolls back at once, even during the bake time; the
    gate advances only when every check passes after the minimum bake; otherwise it holds.
