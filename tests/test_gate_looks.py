@@ -1,0 +1,78 @@
+"""One gate look against a metrics backend that fails: an outage is measured in time, a rejected
+query follows the check's ``on_error`` policy. The provider is built the way the operators build it,
+and talks HTTP to a local stand-in."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import time
+
+import pytest
+
+from canary_operators.judge import Outcome
+from canary_operators.operators.gate_evaluation import evaluate_gate
+from canary_operators.spec import RunConf, parse_spec
+from tests.conftest import free_port, serve_http, set_connection
+
+RUN = RunConf(release="web", version="v2", stable_version="v1")
+
+
+class _Prometheus(http.server.BaseHTTPRequestHandler):
+    status = 400  # set per test
+
+    def do_GET(self):
+        body = {"status": "error", "errorType": "bad_data", "error": "parse error at char 5"}
+        data = json.dumps(body).encode()
+        self.send_response(type(self).status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def prometheus(monkeypatch):
+    class Handler(_Prometheus):
+        pass
+
+    with serve_http(Handler) as port:
+        set_connection(monkeypatch, "looks_prometheus", conn_type="http", host="127.0.0.1", port=port)
+        set_connection(monkeypatch, "looks_haproxy", conn_type="generic", host="127.0.0.1", port=free_port())
+        yield Handler
+
+
+def _spec(on_error="rollback", **changes):
+    data = {"name": "web", "router": {"type": "haproxy", "conn_id": "looks_haproxy", "settings": {"backend": "web"}},
+            "metrics": {"type": "prometheus", "conn_id": "looks_prometheus"}, "steps": [10, 100],
+            "sample_ratio": {"enabled": False}, "settle_time": "1s", "bake_time": "2s",
+            "checks": [{"name": "errors", "kind": "error_rate", "on_error": on_error}],
+            "deploy": {"type": "command", "command": ["true"]}, "promote": {"type": "command", "command": ["true"]}}
+    data.update(changes)
+    return parse_spec(data, "web.yaml")
+
+
+def test_a_rejected_query_rolls_back_by_default_through_on_error(prometheus):
+    look = evaluate_gate(_spec(), RUN, 10, time.time() - 30, {})
+    assert look.outcome is Outcome.ROLLBACK
+    assert "after repeated errors: metrics backend error: the query was rejected" in look.reason
+
+
+def test_a_rejected_query_of_an_ignored_check_does_not_roll_back(prometheus):
+    look = evaluate_gate(_spec(on_error="ignore"), RUN, 10, time.time() - 30, {})
+    assert look.outcome is not Outcome.ROLLBACK
+    assert look.evidence["checks"][0]["verdict"] == "ignored"
+
+
+def test_an_outage_is_measured_in_time_not_looks(prometheus):
+    prometheus.status = 503
+    memory: dict[str, float] = {}
+    spec = _spec(max_provider_outage="60s")
+    for _ in range(5):  # five fast looks in a row: still within the outage allowance
+        assert evaluate_gate(spec, RUN, 10, time.time() - 30, memory).outcome is Outcome.HOLD
+    memory["errors"] = time.time() - 61  # the same outage, a minute later
+    look = evaluate_gate(spec, RUN, 10, time.time() - 30, memory)
+    assert look.outcome is Outcome.ROLLBACK and "(down for 61s)" in look.reason
