@@ -178,3 +178,85 @@ def test_check_online_checks_the_runs_steps(k8s):
     k8s.api.put(obj)
     with pytest.raises(RouterError, match="does not use the canary strategy"):
         router(k8s).check_online()
+
+
+# -- the share of requests the canary should serve (the gate's sample-ratio check) ----------------
+
+def pods(k8s, replicas: int, updated: int, ready: int) -> None:
+    """Set the pod counts the Argo controller reports (the fake controller does not scale pods);
+    like the real status, a count of 0 is left out."""
+    counts = {"replicas": replicas, "updatedReplicas": updated, "readyReplicas": ready, "availableReplicas": ready}
+
+    def change(obj):
+        for field, value in counts.items():
+            obj["status"].pop(field, None)
+            if value:
+                obj["status"][field] = value
+    k8s.api.mutate("Rollout", "shop", "web", change)
+
+
+def test_expected_share_of_a_traffic_routed_rollout_is_the_weight_it_reports(updating, monkeypatch):
+    k8s = updating
+    r = router(k8s)
+    pods(k8s, replicas=8, updated=4, ready=8)  # stable left at full scale: pods say nothing about traffic
+    assert r.expected_share(10) == pytest.approx(0.10)
+    assert r.expected_share(50) == pytest.approx(0.10)  # what the status reports, not what was asked
+    assert k8s.api.client_writes() == []  # reading only: the documented RBAC is enough
+    r.apply(50)
+    assert r.expected_share(50) == pytest.approx(0.50)
+    monkeypatch.setattr(k8s.api.argo, "reconcile", lambda key: None)  # a controller that reports no weights
+    k8s.api.mutate("Rollout", "shop", "web", lambda o: o["status"].pop("canary"))
+    assert r.expected_share(50) == pytest.approx(0.50)  # then the weight the gate asked for
+
+
+@pytest.fixture
+def replica_weighted(k8s):
+    """A Rollout without trafficRouting (steps 20 → pause → 50 → pause), paused at 20%."""
+    obj = rollout(steps=(20, 50))
+    del obj["spec"]["strategy"]["canary"]["trafficRouting"]
+    k8s.api.put(obj)
+    k8s.api.rules = RULES
+    k8s.api.argo.start_update("shop", "web", "def456")
+    assert status(k8s)["currentStepIndex"] == 1 and status(k8s)["pauseConditions"]
+    # The fake controller reports status.canary.weights even here; the real one sets them only with
+    # trafficRouting. They must not be used: the replicas split the traffic.
+    assert status(k8s)["canary"]["weights"]["canary"]["weight"] == 20
+    return k8s
+
+
+def test_expected_share_of_a_replica_weighted_rollout_is_its_share_of_ready_pods(replica_weighted, caplog):
+    k8s = replica_weighted
+    r = router(k8s)
+    pods(k8s, replicas=4, updated=1, ready=4)  # setWeight 20 of 4 replicas, maxSurge 0: 1 canary pod of 4
+    assert r.expected_share(20) == pytest.approx(0.25)
+    pods(k8s, replicas=5, updated=1, ready=5)  # with surge Argo runs 1 canary + 4 stable pods
+    assert r.expected_share(20) == pytest.approx(0.20)
+    pods(k8s, replicas=4, updated=2, ready=4)
+    assert r.expected_share(20) == pytest.approx(0.50)
+    assert k8s.api.client_writes() == []
+
+    # Some pods not ready: the status does not say whose, so the weight is held within what the pods allow.
+    pods(k8s, replicas=10, updated=1, ready=9)  # the canary has 0 or 1 of the 9 ready pods
+    with caplog.at_level("INFO", logger="canary_operators.routers.argo_rollouts"):
+        assert r.expected_share(50) == pytest.approx(1 / 9)
+        assert r.expected_share(5) == pytest.approx(0.05)
+    assert "9 of 10 pods are ready (1 canary) and the status does not say whose" in caplog.text
+    assert "between 0.0% and 11.1%" in caplog.text
+    pods(k8s, replicas=4, updated=1, ready=3)
+    assert r.expected_share(20) == pytest.approx(0.20)  # within [0, 1/3]
+
+    # No pod ready: the status cannot tell; the weight, said in the log.
+    caplog.clear()
+    pods(k8s, replicas=4, updated=1, ready=0)
+    with caplog.at_level("INFO", logger="canary_operators.routers.argo_rollouts"):
+        assert r.expected_share(20) == pytest.approx(0.20)
+    assert "splits traffic by replicas but its status reports no ready pods (readyReplicas 0 of 4 replicas); " \
+           "expecting the canary to serve its weight, 20%" in caplog.text
+
+
+def test_an_aborted_replica_weighted_rollout_has_no_canary_share(replica_weighted):
+    k8s = replica_weighted
+    r = router(k8s)
+    assert r.apply(0) == 0
+    pods(k8s, replicas=4, updated=0, ready=4)  # Argo scales the canary ReplicaSet down
+    assert r.expected_share(0) == 0.0

@@ -21,6 +21,18 @@ Rollout with no update in progress (``status.stableRS == status.currentPodHash``
 0%. Because a finished update leaves no canary, ``apply(100)`` accepts "the update completed" as
 the canary taking 100%.
 
+The share of requests the canary should serve (``expected_share``, for the gate's sample-ratio
+check) depends on how the Rollout splits traffic. With ``spec.strategy.canary.trafficRouting`` it
+is the weight the controller set on the traffic router (``status.canary.weights.canary.weight``,
+else the weight asked about). Without it the split is by replicas: the Service sends requests to
+the ready pods of both ReplicaSets, so the share is the canary's ready pods over all ready pods,
+which is not ``setWeight`` (at 20% of 4 replicas Argo runs 1 canary pod of 4, or, with maxSurge,
+1 canary and 4 stable). The Rollout's status counts pods over all its ReplicaSets (``replicas``,
+``readyReplicas``) and the canary's pods (``updatedReplicas``, the new ReplicaSet's pods) but not
+the canary's ready pods, so when some pods are not ready the share is only known between bounds
+(see ``_replica_share``); when no pod is ready the status cannot tell, and the weight is used
+(logged).
+
 Each gate step's ``setWeight`` must be followed by ``pause: {}`` (no duration), or Argo would move
 on without waiting for the DAG's gate: ``check_online`` checks that for the run's steps, and
 ``check_release_steps(steps)`` checks that the Rollout's setWeights are exactly the release's.
@@ -37,6 +49,7 @@ RBAC: ``get`` on ``rollouts`` and ``patch`` on ``rollouts/status`` in API group 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -54,6 +67,8 @@ from canary_operators.routers.kubernetes import (
     KubernetesSettings,
     argo_rollout,
 )
+
+log = logging.getLogger(__name__)
 
 
 class ArgoRolloutsSettings(KubernetesSettings):
@@ -78,8 +93,17 @@ class RolloutState:
         return self.obj.get("status") or {}
 
     @property
+    def canary(self) -> dict:
+        return (self.spec.get("strategy") or {}).get("canary") or {}
+
+    @property
     def steps(self) -> list[dict]:
-        return ((self.spec.get("strategy") or {}).get("canary") or {}).get("steps") or []
+        return self.canary.get("steps") or []
+
+    @property
+    def traffic_routed(self) -> bool:
+        """True when a traffic router splits the requests; False when the replica counts do."""
+        return bool(self.canary.get("trafficRouting"))
 
     @property
     def index(self) -> int:
@@ -147,6 +171,47 @@ class ArgoRolloutsRouter(TrafficRouter):
         if state.status_weight is not None:
             return state.status_weight
         return state.set_weight()
+
+    def expected_share(self, percent: int) -> float:
+        """The share of requests the canary should serve now: the traffic router's weight as the
+        status reports it, or, for a replica-weighted canary, its share of the ready pods."""
+        state = self._state()
+        if state.traffic_routed:
+            weight = state.status_weight
+            return (percent if weight is None else weight) / 100
+        share, note = self._replica_share(state, percent)
+        if share is None:
+            log.info("argo_rollouts: %s splits traffic by replicas but %s; expecting the canary to serve "
+                     "its weight, %d%%", self.resource, note, percent)
+            return percent / 100
+        if note:
+            log.info("argo_rollouts: %s: %s", self.resource, note)
+        return share
+
+    @staticmethod
+    def _replica_share(state: RolloutState, percent: int) -> tuple[float | None, str]:
+        """The canary's share of the ready pods of a Rollout without traffic routing, from its status:
+        ``replicas`` (non-terminated pods of all its ReplicaSets), ``updatedReplicas`` (those of the
+        canary's, the new, ReplicaSet) and ``readyReplicas`` (ready pods of all its ReplicaSets; the
+        Service's endpoints are the ready pods). When all pods are ready the share is exact. When some
+        are not, the status does not say whose they are: the canary has between
+        ``ready - stable pods`` and ``min(canary pods, ready)`` of the ready ones, and the share is the
+        weight held within those bounds, with a note. Returns ``(None, why)`` when the status cannot
+        tell at all."""
+        status = state.status
+        if not state.updating:
+            return None, "no update is in progress, so there is no canary ReplicaSet to count"
+        total = int(status.get("replicas") or 0)  # the fields are omitted when 0
+        ready = min(int(status.get("readyReplicas") or 0), total)
+        if ready == 0:
+            return None, f"its status reports no ready pods (readyReplicas 0 of {total} replicas)"
+        canary = min(int(status.get("updatedReplicas") or 0), total)
+        low, high = max(0, ready - (total - canary)), min(canary, ready)
+        if low == high:
+            return low / ready, ""
+        share = min(max(percent / 100, low / ready), high / ready)
+        return share, (f"{ready} of {total} pods are ready ({canary} canary) and the status does not say whose, so the "
+                       f"canary serves between {low / ready:.1%} and {high / ready:.1%}; expecting {share:.1%}")
 
     def check_online(self) -> None:
         state = self._state()
