@@ -230,6 +230,9 @@ def test_a_run_ended_by_hand_is_a_persons_decision_1(client, fake):
     ({"outcome": "rollback", "checks": [{"check": "errors", "verdict": "fail",
                                          "reason": "no_data at the gate timeout: no measurement"}]},
      {"task": "gate_10", "error": "AirflowFailException: gate at 10% failed: no_data"}, "no_data"),
+    ({"outcome": "rollback", "checks": [{"check": "errors", "verdict": "fail",
+                                         "reason": "error by on_error: metrics backend error: the query was rejected: HTTP 400"}]},
+     {"task": "gate_10", "error": "AirflowFailException: gate at 10% failed: errors: error by on_error"}, "by on_error"),
     # a rejected query: a spec or auth problem
     ({"outcome": "rollback", "checks": [], "reason": "metrics backend rejected check errors: HTTP 400"},
      {"task": "gate_10", "error": "AirflowFailException: gate at 10% failed: metrics backend rejected check errors"},

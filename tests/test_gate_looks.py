@@ -58,7 +58,7 @@ def _spec(on_error="rollback", **changes):
 def test_a_rejected_query_rolls_back_by_default_through_on_error(prometheus):
     look = evaluate_gate(_spec(), RUN, 10, time.time() - 30, {})
     assert look.outcome is Outcome.ROLLBACK
-    assert "after repeated errors: metrics backend error: the query was rejected" in look.reason
+    assert "errors: error by on_error: metrics backend error: the query was rejected" in look.reason
 
 
 def test_a_rejected_query_of_an_ignored_check_does_not_roll_back(prometheus):

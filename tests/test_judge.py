@@ -291,7 +291,7 @@ def test_inconclusive_at_timeout_follows_on_inconclusive():
 def test_provider_errors_hold_until_exhausted():
     assert evaluate_check(ERRORS, ProviderFailure("HTTP 503"), BAKED).verdict is Verdict.ERROR
     failed = evaluate_check(ERRORS, ProviderFailure("HTTP 503 (down for 61s)", exhausted=True), BAKED)
-    assert failed.verdict is Verdict.FAIL and "after repeated errors: metrics backend error: HTTP 503" in failed.reason
+    assert failed.verdict is Verdict.FAIL and "error by on_error: metrics backend error: HTTP 503" in failed.reason
     ignore = ERRORS.model_copy(update={"on_error": "ignore"})
     assert evaluate_check(ignore, ProviderFailure("x", exhausted=True), BAKED).verdict is Verdict.IGNORED
 

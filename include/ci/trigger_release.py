@@ -44,9 +44,10 @@ TRANSIENT = {500, 502, 503, 504}  # and every connection error or timeout: retri
 FIRST_DELAY, MAX_DELAY = 1.0, 15.0  # backoff between retries, in seconds
 REQUEST_TIMEOUT = 30.0
 # The judge turns a holding verdict into "fail" when the gate must decide (judge._apply_policy,
-# reason "<verdict> at the gate timeout: ..." or "... after repeated errors: ..."). A check that
+# reason "<verdict> at the gate timeout: ..." or "error by on_error: ...", which older versions
+# worded "error after repeated errors: ..."). A check that
 # failed only because the metrics backend erred or had no data is no verdict on the canary.
-NO_VERDICT = re.compile(r"(error|no_data) (at the gate timeout|after repeated errors):")
+NO_VERDICT = re.compile(r"(error|no_data) (at the gate timeout|by on_error|after repeated errors):")
 PERSON = re.compile(r"rolled back before \d+% by (.+)$")  # operators/approve.py
 
 

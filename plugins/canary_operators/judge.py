@@ -355,7 +355,7 @@ def _apply_policy(check, result: dict, gate: Gate) -> dict:
     if policy == "ignore":
         return {**result, "verdict": Verdict.IGNORED, "reason": f"{result['reason']}; ignored by policy"}
     if policy == "rollback" or gate.hard_timed_out:
-        when = "at the gate timeout" if verdict is not Verdict.ERROR or gate.timed_out else "after repeated errors"
+        when = "at the gate timeout" if verdict is not Verdict.ERROR or gate.timed_out else "by on_error"
         return {**result, "verdict": Verdict.FAIL, "reason": f"{verdict.value} {when}: {result['reason']}"}
     return result  # hold: keep waiting, up to twice the gate timeout
 
