@@ -13,26 +13,25 @@ import requests
 from canary_operators.endpoint import Endpoint
 from canary_operators.exceptions import BackendUnavailable, MetricsError
 from canary_operators.metrics import Scope, provider_class
-from canary_operators.metrics.prometheus import PrometheusProvider, escape_label_value
+from canary_operators.metrics.prometheus import PrometheusProvider, _retry_after, escape_label_value
 from canary_operators.spec import BusinessCheck, ErrorRateCheck, LatencyCheck, ResourceCheck
-from tests.conftest import free_port, wait_until
+from tests.conftest import free_port, serve_http, wait_until
 
 T_END = (int(time.time()) // 60) * 60 - 3600  # an hour ago, on a minute boundary
 T_START = T_END - 600
 STEP = 10
 BUCKETS = ["0.01", "0.025", "0.05", "0.1", "0.25", "+Inf"]
 
-# Per version: requests/s by code, the latency bucket everything lands in, checkouts/s, cpu s/s.
+# Per version: requests/s by code, the latency bucket everything lands in, checkouts/s, cpu s/s,
+# revenue/s (an amount: 0.5 per request for v1, 0.25 for v3, none for v2).
 ARMS = {
-    "v1": {"codes": {"200": 99.8, "500": 0.2}, "bucket": "0.05", "checkouts": 10.0, "cpu": 0.1},  # baseline 0.2%
+    "v1": {"codes": {"200": 99.8, "500": 0.2}, "bucket": "0.05", "checkouts": 10.0, "cpu": 0.1, "revenue": 50.0},  # baseline 0.2%
     "v2": {"codes": {"200": 10.0}, "bucket": "0.05", "checkouts": 1.0, "cpu": 0.01},  # healthy; no 5xx series
-    "v3": {"codes": {"200": 9.7, "500": 0.3}, "bucket": "0.25", "checkouts": 0.5, "cpu": 0.03},  # faulty: 3%
+    "v3": {"codes": {"200": 9.7, "500": 0.3}, "bucket": "0.25", "checkouts": 0.5, "cpu": 0.03, "revenue": 2.5},  # faulty: 3%
 }
 
 
 def openmetrics() -> str:
-    lines = ["# TYPE http_requests counter", "# TYPE http_request_duration_seconds histogram",
-             "# TYPE checkouts counter", "# TYPE process_cpu_seconds counter"]
     series: dict[str, list[str]] = {}
     for t in range(T_START, T_END + 1, STEP):
         elapsed = t - T_START
@@ -49,8 +48,16 @@ def openmetrics() -> str:
             series.setdefault(f"http_request_duration_seconds_sum{{{sel}}}", []).append(f"{total * 0.03} {t}")
             series.setdefault(f"checkouts_total{{{sel}}}", []).append(f"{arm['checkouts'] * elapsed} {t}")
             series.setdefault(f"process_cpu_seconds_total{{{sel}}}", []).append(f"{arm['cpu'] * elapsed} {t}")
+            if "revenue" in arm:
+                series.setdefault(f"revenue_total{{{sel}}}", []).append(f"{arm['revenue'] * elapsed} {t}")
+        # v4: a canary new in the window, its counters already nonzero at their first scrape: 100
+        # requests at T_END-200, then 10/s; a 5xx series first seen at T_END-50 with 5 errors.
+        if t >= T_END - 200:
+            series.setdefault('http_requests_total{job="demo",version="v4",code="200"}', []).append(f"{100 + 10 * (t - T_END + 200)} {t}")
+        if t >= T_END - 50:
+            series.setdefault('http_requests_total{job="demo",version="v4",code="500"}', []).append(f"5 {t}")
     # OpenMetrics wants each family's samples together; order within a family by time is enough.
-    families = {"http_requests": [], "http_request_duration_seconds": [], "checkouts": [], "process_cpu_seconds": []}
+    families = {"http_requests": [], "http_request_duration_seconds": [], "checkouts": [], "process_cpu_seconds": [], "revenue": []}
     for name, points in series.items():
         family = next(f for f in sorted(families, key=len, reverse=True) if name.startswith(f))
         families[family] += [f"{name} {p}" for p in points]
@@ -104,6 +111,18 @@ def test_error_rate_per_version(prometheus):
     assert 'version="v3"' in m.canary.query and 'version="v1"' in m.baseline.query
 
 
+def test_a_new_series_is_counted_from_zero(prometheus):
+    """v4's counters are nonzero at their first scrape; increase() alone misses its 5 errors."""
+    p = provider(prometheus)
+    assert p.query('sum(increase(http_requests_total{version="v4",code="500"}[300s])) or vector(0)', T_END) == 0
+    m = p.measure(ERRORS, Scope("v4", "v1", window_seconds=300, end=T_END))
+    assert m.canary.events == 5
+    assert m.canary.requests == pytest.approx(2105)
+    assert m.canary.value == pytest.approx(5 / 2105)
+    assert m.baseline.requests == pytest.approx(30000, rel=0.01)  # old series: their increase, no more
+    assert m.baseline.events == pytest.approx(60, rel=0.01)
+
+
 def test_absent_5xx_series_means_zero_errors_not_no_data(prometheus):
     m = provider(prometheus).measure(ERRORS, SCOPE_GOOD)
     assert m.canary.value == 0.0
@@ -128,6 +147,57 @@ def test_cpu_resource(prometheus):
     m = provider(prometheus).measure(ResourceCheck(name="cpu", kind="resource", resource="cpu"), SCOPE_BAD)
     assert m.canary.value == pytest.approx(0.03, rel=0.01)
     assert m.baseline.value == pytest.approx(0.1, rel=0.01)
+
+
+PERIOD_STARTS = (T_END - 300, T_END - 240, T_END - 180, T_END - 120, T_END - 60)
+
+
+def test_resource_periods_are_aligned_across_arms(prometheus):
+    m = provider(prometheus, period_seconds=60).measure(ResourceCheck(name="cpu", kind="resource", resource="cpu"), SCOPE_BAD)
+    assert tuple(t for t, _ in m.canary.periods) == tuple(t for t, _ in m.baseline.periods) == PERIOD_STARTS
+    assert [v for _, v in m.canary.periods] == pytest.approx([0.03] * 5, rel=0.01)
+    assert [v for _, v in m.baseline.periods] == pytest.approx([0.1] * 5, rel=0.01)
+    assert m.canary.value == pytest.approx(0.03, rel=0.01)  # the whole window, as before
+
+
+def test_custom_query_periods_put_the_period_in_place_of_the_window(prometheus):
+    check = LatencyCheck(name="mean", kind="latency",
+                         query="sum(rate(http_request_duration_seconds_sum{$selector}[$window])) / sum(rate(http_request_duration_seconds_count{$selector}[$window]))")
+    m = provider(prometheus, period_seconds=60).measure(check, SCOPE_BAD)
+    assert tuple(t for t, _ in m.canary.periods) == PERIOD_STARTS
+    assert [v for _, v in m.canary.periods] == pytest.approx([0.03] * 5, rel=0.01)
+    assert "[300s]" in m.canary.query  # the whole-window value is unchanged
+
+
+def test_business_amount_per_request_per_period(prometheus):
+    revenue = BusinessCheck(name="revenue", kind="business", metric="revenue_total", unit="amount", min_ratio=0.9)
+    p = provider(prometheus, period_seconds=60)
+    m = p.measure(revenue, SCOPE_BAD)
+    assert m.canary.value == pytest.approx(0.25, rel=0.01) and m.baseline.value == pytest.approx(0.5, rel=0.01)
+    assert tuple(t for t, _ in m.canary.periods) == tuple(t for t, _ in m.baseline.periods) == PERIOD_STARTS
+    assert [v for _, v in m.canary.periods] == pytest.approx([0.25] * 5, rel=0.01)
+    assert [v for _, v in m.baseline.periods] == pytest.approx([0.5] * 5, rel=0.01)
+    # v2 serves requests but sold nothing: zero per period, not a gap; v9 served nothing: no periods.
+    m = p.measure(revenue, Scope("v2", "v9", window_seconds=300, end=T_END))
+    assert m.canary.periods == tuple((t, 0.0) for t in PERIOD_STARTS)
+    assert m.baseline.periods == ()
+
+
+def test_counts_and_built_in_latency_have_no_periods(prometheus):
+    counted = BusinessCheck(name="c", kind="business", metric="checkouts_total", min_ratio=0.9)
+    for check in (ERRORS, counted, LatencyCheck(name="p99", kind="latency")):
+        m = provider(prometheus, period_seconds=60).measure(check, SCOPE_BAD)
+        assert m.canary.periods is None and m.baseline.periods is None
+
+
+def test_period_grid_is_aligned_capped_and_empty_for_a_short_window():
+    p = provider(None, period_seconds=30)
+    assert p.period_grid(Scope("v2", "v1", window_seconds=300, end=1000.5)) == (750, 990, 30)  # starts 720 … 960
+    first, last, step = p.period_grid(Scope("v2", "v1", window_seconds=30 * 86400, end=1e9))
+    assert step % 30 == 0 and first % step == 0 and (last - first) / step + 1 <= 1000
+    assert p.period_grid(Scope("v2", "v1", window_seconds=20, end=1000.5)) is None
+    with pytest.raises(ValueError, match="period_seconds"):
+        provider(None, period_seconds=4)
 
 
 def test_unknown_version_is_no_data(prometheus):
@@ -199,7 +269,8 @@ def stub_server():
     server.shutdown()
 
 
-@pytest.mark.parametrize("status, error", [(503, BackendUnavailable), (500, BackendUnavailable), (401, MetricsError)])
+@pytest.mark.parametrize("status, error", [(503, BackendUnavailable), (500, BackendUnavailable), (401, MetricsError),
+                                           (400, MetricsError), (422, MetricsError)])
 def test_http_errors(stub_server, status, error):
     _Stub.status = status
     endpoint = Endpoint(host="127.0.0.1", port=stub_server.server_port, password="s3cret-token")
@@ -208,3 +279,53 @@ def test_http_errors(stub_server, status, error):
     assert type(err.value) is error
     assert "s3cret-token" not in str(err.value)
     assert _Stub.seen_headers[-1]["Authorization"] == "Bearer s3cret-token"
+
+
+class _RateLimiting(http.server.BaseHTTPRequestHandler):
+    """Answers HTTP 429 (with ``retry_after`` as Retry-After, if set) ``limited`` times, then a value."""
+
+    limited = 0
+    retry_after: str | None = "0"
+    calls = 0
+
+    def do_GET(self):
+        cls = type(self)
+        cls.calls += 1
+        if cls.calls <= cls.limited:
+            self.send_response(429)
+            if cls.retry_after is not None:
+                self.send_header("Retry-After", cls.retry_after)
+            self.end_headers()
+            return
+        body = b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[0,"1"]}]}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("retry_after", ["0", None])
+def test_http_429_is_retried(retry_after):
+    handler = type("Handler", (_RateLimiting,), {"limited": 2, "retry_after": retry_after, "calls": 0})
+    with serve_http(handler) as port:
+        provider(Endpoint(host="127.0.0.1", port=port)).check_online()
+    assert handler.calls == 3
+
+
+def test_http_429_past_the_budget_is_unavailable():
+    handler = type("Handler", (_RateLimiting,), {"limited": 10**6, "retry_after": "60", "calls": 0})
+    started = time.monotonic()
+    with serve_http(handler) as port, pytest.raises(BackendUnavailable, match="429"):
+        provider(Endpoint(host="127.0.0.1", port=port), rate_limit_budget_seconds=0.5).check_online()
+    assert time.monotonic() - started < 2  # Retry-After: 60 is capped, and the budget holds
+    assert handler.calls == 1  # the capped wait (2 s) would overrun the budget: no second try
+
+
+def test_retry_after_reads_seconds_and_dates():
+    from email.utils import formatdate
+
+    assert _retry_after("3") == 3.0 and _retry_after(None) is None and _retry_after("soon") is None
+    assert 5 < _retry_after(formatdate(time.time() + 10, usegmt=True)) <= 10

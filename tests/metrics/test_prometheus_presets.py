@@ -12,6 +12,7 @@ import pytest
 
 from canary_operators.endpoint import Endpoint
 from canary_operators.metrics import Scope, provider_class
+from canary_operators.metrics.prometheus import counted
 from canary_operators.spec import ErrorRateCheck, LatencyCheck
 
 ERRORS = ErrorRateCheck(name="errors", kind="error_rate")
@@ -24,9 +25,14 @@ def provider(endpoint=None, **settings):
 
 def test_no_preset_keeps_the_queries_as_they_were():
     q = provider(labels={"job": "web"}).queries(ERRORS, "v2", "60s", arm="canary")
+    # Each count is increase() for series seen before the window, and the last value of new ones.
+    requests = 'http_requests_total{version="v2",job="web"}'
+    errors = 'http_requests_total{version="v2",job="web",code=~"5.."}'
     assert q == {
-        "requests": 'sum(increase(http_requests_total{version="v2",job="web"}[60s]))',
-        "errors": 'sum(increase(http_requests_total{version="v2",job="web",code=~"5.."}[60s])) or vector(0)',
+        "requests": f"sum((increase({requests}[60s]) and last_over_time({requests}[10m] offset 60s))"
+                    f" or (last_over_time({requests}[60s]) unless last_over_time({requests}[10m] offset 60s)))",
+        "errors": f"sum((increase({errors}[60s]) and last_over_time({errors}[10m] offset 60s))"
+                  f" or (last_over_time({errors}[60s]) unless last_over_time({errors}[10m] offset 60s))) or vector(0)",
     }
     assert provider().settings.latency_unit == "s" and provider().settings.arm_matchers is None
 
@@ -35,12 +41,13 @@ def test_istio_preset_queries_destination_metrics_by_version():
     p = provider(preset="istio", labels={"destination_service_name": "web", "destination_service_namespace": "shop"})
     sel = 'destination_version="v2",destination_service_name="web",destination_service_namespace="shop",reporter="destination"'
     assert p.queries(ERRORS, "v2", "60s", arm="canary") == {
-        "requests": f"sum(increase(istio_requests_total{{{sel}}}[60s]))",
-        "errors": f'sum(increase(istio_requests_total{{{sel},response_code=~"5.."}}[60s])) or vector(0)',
+        "requests": "sum(" + counted(f"istio_requests_total{{{sel}}}", "60s") + ")",
+        "errors": "sum(" + counted(f'istio_requests_total{{{sel},response_code=~"5.."}}', "60s") + ") or vector(0)",
     }
     latency = p.queries(P99, "v1", "60s", arm="baseline")
-    assert latency["buckets"] == ("sum by (le) (increase(istio_request_duration_milliseconds_bucket{destination_version=\"v1\","
-                                  "destination_service_name=\"web\",destination_service_namespace=\"shop\",reporter=\"destination\"}[60s]))")
+    bucket = ('istio_request_duration_milliseconds_bucket{destination_version="v1",destination_service_name="web",'
+              'destination_service_namespace="shop",reporter="destination"}')
+    assert latency["buckets"] == f"sum by (le) ({counted(bucket, '60s')})"
     assert latency["value"] == f"histogram_quantile(0.99, {latency['buckets']})"
 
 
@@ -52,10 +59,10 @@ def test_explicit_settings_win_over_the_preset():
 def test_nginx_preset_tells_the_arms_apart_by_the_canary_label():
     p = provider(preset="nginx_ingress", labels={"ingress": "web", "namespace": "shop"})
     canary, baseline = (p.queries(ERRORS, v, "30s", arm=a) for v, a in (("v2", "canary"), ("v1", "baseline")))
-    assert canary["requests"] == 'sum(increase(nginx_ingress_controller_requests{canary!="",ingress="web",namespace="shop"}[30s]))'
-    assert canary["errors"] == ('sum(increase(nginx_ingress_controller_requests{canary!="",ingress="web",namespace="shop",'
-                                'status=~"5.."}[30s])) or vector(0)')
-    assert baseline["requests"] == 'sum(increase(nginx_ingress_controller_requests{canary="",ingress="web",namespace="shop"}[30s]))'
+    nginx = 'nginx_ingress_controller_requests{canary!="",ingress="web",namespace="shop"'
+    assert canary["requests"] == "sum(" + counted(nginx + "}", "30s") + ")"
+    assert canary["errors"] == "sum(" + counted(nginx + ',status=~"5.."}', "30s") + ") or vector(0)"
+    assert baseline["requests"] == "sum(" + counted(nginx.replace('canary!=""', 'canary=""') + "}", "30s") + ")"
     assert "nginx_ingress_controller_request_duration_seconds_bucket{canary!=\"\"" in p.queries(P99, "v2", "30s", arm="canary")["buckets"]
 
 
@@ -77,8 +84,11 @@ class _Prometheus(http.server.BaseHTTPRequestHandler):
     """Bucket bounds in ms (as Istio exports them); 90% of requests under 5 ms, all under 50 ms."""
 
     def do_GET(self):
-        query = parse_qs(urlsplit(self.path).query)["query"][0]
-        if query.startswith("histogram_quantile"):
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)["query"][0]
+        if url.path == "/api/v1/query_range":  # a custom query's periods: 45 in each
+            result = {"resultType": "matrix", "result": [{"metric": {}, "values": [[990, "45"]]}]}
+        elif query.startswith("histogram_quantile"):
             result = {"resultType": "vector", "result": [{"metric": {}, "value": [0, "45"]}]}
         elif query.startswith("sum by (le)"):
             result = {"resultType": "vector", "result": [

@@ -1,4 +1,17 @@
-"""Prometheus through its HTTP API (``/api/v1/query``), with built-in PromQL per check kind.
+"""Prometheus through its HTTP API (``/api/v1/query``, ``/api/v1/query_range``), with built-in
+PromQL per check kind.
+
+Counts (requests, errors, business events, latency buckets) are counted from zero for a series
+that is new in the window: ``increase()`` needs two samples, so it would drop the first value of
+every canary series and of a 5xx series that appears at the first error. A series counts as new
+when it has no sample in the ``_SEEN_BEFORE`` before the window (a range, so a failed scrape's
+staleness markers do not make a long-lived series look new).
+
+Resource checks, custom ``query`` checks and business checks with ``unit: amount`` also get one
+value per ``period_seconds`` (``ArmSample.periods``, from a range query on a grid aligned to the
+period, so both arms get the same timestamps; at most ``_MAX_PERIODS`` periods, the period is
+widened for longer windows). HTTP 429 is retried with backoff (``Retry-After`` honoured, capped)
+for up to ``rate_limit_budget_seconds``, then reported as ``BackendUnavailable``.
 
 Arms are told apart by a version label (``version_label``, default ``version``), or, with
 ``arm_matchers``, by one fixed label matcher per arm (for routers whose metrics label the backend
@@ -22,6 +35,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from string import Template
 from typing import Any, ClassVar, Literal
 
@@ -35,6 +49,11 @@ from canary_operators.spec import METRIC_NAME_PATTERN, BusinessCheck, ErrorRateC
 _LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 # One PromQL label matcher: name, operator, a double-quoted value with escapes.
 _MATCHER = r'^[a-zA-Z_][a-zA-Z0-9_]*(=|!=|=~|!~)"(?:[^"\\\n]|\\.)*"$'
+# A counter series with no sample in this span before a window is new in the window.
+_SEEN_BEFORE = "10m"
+# Prometheus refuses range queries over 11,000 points; a sign test needs far fewer periods.
+_MAX_PERIODS = 1000
+_RETRY_AFTER_CAP = 2.0  # seconds; a longer Retry-After is cut to this, and the budget still holds
 
 PRESETS: dict[str, dict[str, Any]] = {
     "istio": {
@@ -71,6 +90,11 @@ class PrometheusSettings(BaseModel):
     preset: Literal["istio", "nginx_ingress"] | None = None
     latency_unit: Literal["s", "ms"] = "s"  # the unit of latency_histogram; values are returned in seconds
     arm_matchers: ArmMatchers | None = None
+    # Length of the per-period values of resource, custom-query and business amount checks; give
+    # it at least two scrape intervals, or rate() over one period has too few samples.
+    period_seconds: int = Field(default=30, ge=5)
+    # How long to keep retrying while Prometheus answers HTTP 429.
+    rate_limit_budget_seconds: float = Field(default=5.0, ge=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -98,6 +122,48 @@ def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def counted(series: str, window: str) -> str:
+    """Each counter series' increase over ``window``, a series new in the window counted from zero.
+
+    ``increase`` needs two samples in the window, so it misses a new series' first value; a series
+    with no sample in the ``_SEEN_BEFORE`` before the window counts its last value instead. Labels
+    are kept (``and``, ``unless`` and ``or`` match on all labels but the name): aggregate the result.
+    """
+    seen = f"last_over_time({series}[{_SEEN_BEFORE}] offset {window})"
+    return f"(increase({series}[{window}]) and {seen}) or (last_over_time({series}[{window}]) unless {seen})"
+
+
+class _RateLimited(Exception):
+    def __init__(self, retry_after: float | None):
+        self.retry_after = retry_after
+
+
+def _retry_after(header: str | None) -> float | None:
+    """A ``Retry-After`` header (seconds or an HTTP date) → seconds from now; None if absent or unreadable."""
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _rate_limit_wait(state) -> float:
+    """Wait what ``Retry-After`` asks, else back off exponentially; never longer than the cap."""
+    from tenacity import wait_exponential
+
+    asked = state.outcome.exception().retry_after
+    if asked is not None:
+        return min(asked, _RETRY_AFTER_CAP)
+    return wait_exponential(multiplier=0.25, max=_RETRY_AFTER_CAP)(state)
+
+
 class PrometheusProvider(MetricsProvider):
     type_name: ClassVar[str] = "prometheus"
     settings_model = PrometheusSettings
@@ -120,19 +186,19 @@ class PrometheusProvider(MetricsProvider):
         """The PromQL this provider runs for one arm of ``check``: {"value"|"requests"|"errors": query}."""
         s = self.settings
         sel = self.selector(version, arm=arm)
-        requests = f"sum(increase({s.requests_metric}{{{sel}}}[{window}]))"
+        requests = f"sum({counted(f'{s.requests_metric}{{{sel}}}', window)})"
         errors_sel = self.selector(version, f'{s.status_label}=~"{escape_label_value(s.error_status_regex)}"', arm=arm)
         out = {"requests": requests}
         if check.query:
             out["value"] = Template(check.query).safe_substitute(selector=sel, window=window)
         elif isinstance(check, ErrorRateCheck):
             # An absent 5xx series means no errors, not no data.
-            out["errors"] = f"sum(increase({s.requests_metric}{{{errors_sel}}}[{window}])) or vector(0)"
+            out["errors"] = f"sum({counted(f'{s.requests_metric}{{{errors_sel}}}', window)}) or vector(0)"
         elif isinstance(check, LatencyCheck):
-            out["buckets"] = f"sum by (le) (increase({s.latency_histogram}_bucket{{{sel}}}[{window}]))"
+            out["buckets"] = f"sum by (le) ({counted(f'{s.latency_histogram}_bucket{{{sel}}}', window)})"
             out["value"] = f"histogram_quantile({check.quantile}, {out['buckets']})"
         elif isinstance(check, BusinessCheck):
-            out["events"] = f"sum(increase({check.metric}{{{sel}}}[{window}]))"
+            out["events"] = f"sum({counted(f'{check.metric}{{{sel}}}', window)})"
         elif isinstance(check, ResourceCheck):
             if check.resource == "cpu":
                 out["value"] = f"avg(rate({s.cpu_metric}{{{sel}}}[{window}]))"
@@ -142,10 +208,32 @@ class PrometheusProvider(MetricsProvider):
             raise MetricsError(f"prometheus: no query for check kind {check.kind!r}")
         return out
 
+    def period_query(self, check, version: str, period: str, arm: str | None = None) -> str | None:
+        """One arm's value per ``period`` for checks judged on periods (resource, custom query,
+        business amount per request); None for the others."""
+        q = self.queries(check, version, period, arm=arm)
+        if check.query or isinstance(check, ResourceCheck):
+            return q["value"]
+        if isinstance(check, BusinessCheck) and check.unit == "amount":
+            # No amount in a period that had requests is 0; a period without requests is left out.
+            return f"({q['events']} or vector(0)) / ({q['requests']} > 0)"
+        return None
+
+    def period_grid(self, scope: Scope) -> tuple[int, int, int] | None:
+        """``(first_end, last_end, step)``: the whole periods inside the window, on multiples of
+        ``step``, so both arms get the same timestamps; None when the window holds none."""
+        step = self.settings.period_seconds
+        if scope.window_seconds / step > _MAX_PERIODS:
+            step *= math.ceil(scope.window_seconds / step / _MAX_PERIODS)
+        last = math.floor(scope.end / step) * step
+        first = math.ceil((scope.end - scope.window_seconds) / step) * step + step
+        return (first, last, step) if first <= last else None
+
     # -- HTTP -------------------------------------------------------------------------------
 
     def _get(self, path: str, params: dict) -> dict:
         import requests
+        from tenacity import Retrying, retry_if_exception_type, stop_before_delay
 
         from canary_operators.secrets import scrub
 
@@ -157,10 +245,23 @@ class PrometheusProvider(MetricsProvider):
             auth = (ep.login, ep.password or "")
         elif ep.password:
             headers["Authorization"] = f"Bearer {ep.password}"
+
+        def once():
+            try:
+                response = requests.get(url, params=params, auth=auth, headers=headers, timeout=self.settings.timeout_seconds)
+            except requests.RequestException as e:
+                raise BackendUnavailable(f"prometheus at {where} unreachable: {type(e).__name__}") from None
+            if response.status_code == 429:
+                raise _RateLimited(_retry_after(response.headers.get("Retry-After")))
+            return response
+
+        budget = self.settings.rate_limit_budget_seconds
+        retrying = Retrying(retry=retry_if_exception_type(_RateLimited), wait=_rate_limit_wait,
+                            stop=stop_before_delay(budget), reraise=True)
         try:
-            response = requests.get(url, params=params, auth=auth, headers=headers, timeout=self.settings.timeout_seconds)
-        except requests.RequestException as e:
-            raise BackendUnavailable(f"prometheus at {where} unreachable: {type(e).__name__}") from None
+            response = retrying(once)
+        except _RateLimited:
+            raise BackendUnavailable(f"prometheus at {where} answered HTTP 429 (rate limited) for {budget:g}s") from None
         if response.status_code >= 500:
             raise BackendUnavailable(f"prometheus at {where} answered HTTP {response.status_code}")
         if response.status_code in (401, 403):
@@ -203,15 +304,34 @@ class PrometheusProvider(MetricsProvider):
         value = float(raw)
         return value if math.isfinite(value) else None
 
+    def query_periods(self, promql: str, grid: tuple[int, int, int] | None) -> tuple[tuple[float, float], ...]:
+        """A per-period query over ``grid`` → ``((period_start, value), …)``, oldest first; () if empty."""
+        if grid is None:
+            return ()
+        first, last, step = grid
+        data = self._get("/api/v1/query_range", {"query": promql, "start": first, "end": last, "step": step})
+        result = data.get("result") or []
+        if data.get("resultType") != "matrix":
+            raise MetricsError(f"prometheus: {promql!r} returned a {data.get('resultType')}, expected a matrix")
+        if len(result) > 1:
+            raise MetricsError(f"prometheus: {promql!r} returned {len(result)} series; the query must aggregate to one")
+        if not result:
+            return ()
+        return tuple((float(t) - step, float(v)) for t, v in result[0]["values"])
+
     def check_online(self) -> None:
         if self.query("vector(1)", at=0) is None:  # time=0 is valid for a constant
             raise MetricsError("prometheus answered vector(1) with no data")
 
     def measure(self, check, scope: Scope) -> Measurement:
         window = f"{max(1, math.ceil(scope.window_seconds))}s"
+        grid = self.period_grid(scope)
+        period = f"{grid[2] if grid else self.settings.period_seconds}s"
         arms = {}
         for arm, version in (("canary", scope.canary_version), ("baseline", scope.baseline_version)):
             q = self.queries(check, version, window, arm=arm)
+            period_query = self.period_query(check, version, period, arm=arm)
+            periods = None if period_query is None else self.query_periods(period_query, grid)
             requests = self.query(q["requests"], scope.end)
             if "errors" in q or "events" in q:
                 events_query = q.get("errors") or q["events"]
@@ -220,12 +340,12 @@ class PrometheusProvider(MetricsProvider):
                     events = 0.0  # the counter has no increase yet
                 value = events / requests if requests and events is not None else None
                 shown = f"({events_query}) / {q['requests']}"
-                arms[arm] = ArmSample(value=value, requests=requests, events=events, query=shown)
+                arms[arm] = ArmSample(value=value, requests=requests, events=events, query=shown, periods=periods)
             else:
                 buckets = self.query_buckets(q["buckets"], scope.end) if "buckets" in q else None
                 value = self.query(q["value"], scope.end)
                 if self.settings.latency_unit == "ms" and isinstance(check, LatencyCheck) and not check.query:
                     value = None if value is None else value / 1000.0
                     buckets = None if buckets is None else tuple((le / 1000.0, count) for le, count in buckets)
-                arms[arm] = ArmSample(value=value, requests=requests, query=q["value"], buckets=buckets)
+                arms[arm] = ArmSample(value=value, requests=requests, query=q["value"], buckets=buckets, periods=periods)
         return Measurement(check=check.name, canary=arms["canary"], baseline=arms["baseline"], window_seconds=scope.window_seconds)
