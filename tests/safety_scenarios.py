@@ -51,10 +51,8 @@ def spec(**changes) -> dict:
         "rollback_deadline": "120s",
         "stale_after": "20s",  # the guard's limit for a run that writes no progress
         "checks": [{"name": "errors", "kind": "error_rate", "max_increase_pp": 5, "min_requests": 100}],
-        # Off here: these runs are about faults, and the sample-ratio check can still fail a healthy
-        # canary on its first look after the shift ("canary served 0.00% of 600 requests": the new
-        # series' first sample is not counted), which would reset traffic before the fault.
-        "sample_ratio": {"enabled": False},
+        # sample_ratio is on (the default): a healthy canary must not be reset by it, whatever the
+        # fault does to the scrapes (new series are counted from zero; a wrong split must last).
         "deploy": {"type": "webhook", "conn_id": CANARY_ADMIN, "endpoint": "/admin/deploy", "timeout": "5s"},
         "promote": {"type": "webhook", "conn_id": STABLE_ADMIN, "endpoint": "/admin/deploy", "timeout": "5s"},
     }

@@ -49,7 +49,9 @@ SPEC = {
     # that fails a deferred task whose trigger fires before the scheduler has seen it defer
     # (see AirflowServices.wait_parked).
     "checks": [{"name": "errors", "kind": "error_rate", "max_increase_pp": 5, "min_requests": 100}],
-    # sample_ratio is left on (the default): HAProxy must really send 10% to the canary.
+    # sample_ratio is on: HAProxy must really send 10% to the canary. A wrong split must last 10 s
+    # here (30 s by default), to keep the approval watch's routing test short.
+    "sample_ratio": {"confirm_seconds": "10s"},
     "deploy": {"type": "webhook", "conn_id": CANARY_ADMIN, "endpoint": "/admin/deploy"},
     "promote": {"type": "webhook", "conn_id": STABLE_ADMIN, "endpoint": "/admin/deploy"},
     # Optional approval: the CI runs go without it, the approval tests ask with {"approval": true}.

@@ -53,10 +53,8 @@ SPEC = {
         {"name": "checkouts", "kind": "business", "metric": "checkouts_total", "min_ratio": 0.2,
          "min_requests": 1_000_000_000},
     ],
-    # Off here: with arms told apart by slot, deploying "broken" into the canary slot starts new
-    # series, whose first sample increase() does not count (prometheus#1673), so for a scrape or
-    # two the canary seems to get too little traffic and this check may fail before "errors" does.
-    "sample_ratio": {"enabled": False},
+    # sample_ratio is on: deploying "broken" into the canary slot starts new series (arms told
+    # apart by slot), which are counted from zero, so the split stays right and "errors" decides.
     "approval": {"before": [100], "timeout": "2m", "hold": "2s"},
     "promote": {"type": "webhook", "conn_id": "t_stable_admin", "endpoint": "/admin/deploy"},  # not run here
 }
