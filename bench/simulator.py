@@ -288,3 +288,55 @@ class Stream:
         c = self.counts["canary"]
         t = min(t, self.now)
         return c.errors[t], c.requests[t]
+
+
+# -- provider shapes for the validity benchmark (bench/validity.py) -----------------------------------
+
+_STD_NORMAL = NormalDist()
+
+
+def sample_quantile(rng: random.Random, arm: Arm, n: int, q: float) -> float | None:
+    """The nearest-rank q-quantile of ``n`` latencies drawn from ``arm``, as a provider computes one
+    per period (Datadog's, CloudWatch's p99): drawn exactly in O(1), since the k-th smallest of n
+    uniforms is Beta(k, n + 1 - k) and the latency is the arm's quantile function at it. None: n = 0."""
+    if n <= 0:
+        return None
+    k = max(1, math.ceil(q * n))
+    u = min(max(rng.betavariate(k, n + 1 - k), 1e-15), 1 - 1e-15)
+    return arm.latency_median * arm.latency_factor * math.exp(arm.latency_sigma * _STD_NORMAL.inv_cdf(u))
+
+
+def lognormal_sum(rng: random.Random, k: int, mean: float, sigma: float) -> float:
+    """The sum of ``k`` lognormal amounts with the given mean and log-space sigma: exact up to 30
+    terms, a normal approximation (k × mean, k × variance) above, clipped at 0."""
+    if k <= 0:
+        return 0.0
+    mu = math.log(mean) - sigma * sigma / 2
+    if k <= 30:
+        return sum(rng.lognormvariate(mu, sigma) for _ in range(k))
+    variance = (math.exp(sigma * sigma) - 1) * mean * mean
+    return max(0.0, rng.gauss(k * mean, math.sqrt(k * variance)))
+
+
+def prometheus_increase(counter: list[int], sample_times: list[float], start: float, end: float) -> float | None:
+    """``increase(x[end - start])`` evaluated at ``end``, as Prometheus computes it (extrapolatedRate):
+    from the samples in (start, end] of a counter whose value at time ``s`` is ``counter[int(s)]``;
+    the difference between the first and last sample is extrapolated to the window's edges, by at
+    most half an average scrape interval where the nearest sample is more than 1.1 intervals from
+    the edge, and never below a zero counter. Fewer than two samples: None (no series)."""
+    lo = bisect.bisect_right(sample_times, start)
+    hi = bisect.bisect_right(sample_times, end)
+    if hi - lo < 2:
+        return None
+    first_t, last_t = sample_times[lo], sample_times[hi - 1]
+    first_v, last_v = counter[int(first_t)], counter[int(last_t)]
+    result, sampled = last_v - first_v, last_t - first_t
+    average = sampled / (hi - lo - 1)
+    to_start, to_end = first_t - start, end - last_t
+    if to_start >= 1.1 * average:
+        to_start = average / 2
+    if result > 0 and first_v >= 0:
+        to_start = min(to_start, sampled * first_v / result)  # a counter does not go below zero
+    if to_end >= 1.1 * average:
+        to_end = average / 2
+    return result * (sampled + to_start + to_end) / sampled
