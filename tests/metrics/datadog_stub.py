@@ -6,9 +6,13 @@ from an in-memory table keyed by ``(metric, version)``; a key may also carry the
 points (one series, ``None`` = a null point) or ``{"host:a": [...], "host:b": [...]}`` (one series
 per host; a query without ``by {host}`` aggregates them point by point). Every row carries the
 stub's ``tags`` plus ``version:<version>``; a query matches rows whose tags include all its filters.
-It parses ``agg:metric{tag:value,...}`` with optional ``.as_count()``, ``.rollup(...)`` (both
-ignored: points are stored as Datadog would return them) and `` by {tag}``; anything else is an
-HTTP 400 with Datadog's ``{"errors": [...]}`` body. Unknown combinations give no series.
+It parses ``agg:metric{tag:value,...}`` with optional ``.as_count()``, ``.rollup([agg, ]N)`` and
+`` by {tag}``; anything else is an HTTP 400 with Datadog's ``{"errors": [...]}`` body. Unknown
+combinations give no series. The stored points are returned as they are (neither ``.as_count()``
+nor the rollup's aggregator changes them); their timestamps are the rollup's grid when the query
+has an interval (``.rollup(…, N)``, else v2's ``interval``): ``floor(from / N) * N`` and every N
+seconds on, the same grid for every query with the same ``from`` and N. Without one, N is 20 s, as
+Datadog's default rollup for a window of up to an hour.
 
 It records every request it gets (``stub.requests``), and can be told to fail (``stub.fail``) or
 be stopped (``stub.stop``).
@@ -25,7 +29,7 @@ from urllib.parse import parse_qs, urlparse
 
 QUERY = re.compile(
     r"^(?P<agg>[a-z0-9]+):(?P<metric>[A-Za-z][A-Za-z0-9_.]*)\{(?P<scope>[^{}]*)\}"
-    r"(?P<as_count>\.as_count\(\))?(?:\.rollup\((?:[a-z]+,\s*)?\d+\))?(?:\s+by\s+\{(?P<by>[A-Za-z0-9_.]+)\})?$"
+    r"(?P<as_count>\.as_count\(\))?(?:\.rollup\((?:[a-z]+,\s*)?(?P<rollup>\d+)\))?(?:\s+by\s+\{(?P<by>[A-Za-z0-9_.]+)\})?$"
 )
 
 
@@ -51,6 +55,7 @@ class DatadogStub:
         self.tags = dict(tags or {})
         self.requests: list[Recorded] = []
         self._failure: tuple[int, dict, dict] | None = None
+        self._failures_left: int | None = None
         self._lock = threading.Lock()
         stub = self
 
@@ -73,9 +78,11 @@ class DatadogStub:
 
     # -- control ----------------------------------------------------------------------------
 
-    def fail(self, status: int | None, body: dict | None = None, headers: dict | None = None) -> None:
-        """Answer every later request with ``status`` (None: answer normally again)."""
+    def fail(self, status: int | None, body: dict | None = None, headers: dict | None = None, times: int | None = None) -> None:
+        """Answer the next ``times`` requests (every later one when None) with ``status`` (None: answer
+        normally again)."""
         self._failure = None if status is None else (status, body or {"errors": [f"HTTP {status}"]}, headers or {})
+        self._failures_left = times
 
     def stop(self) -> None:
         """Stop listening: the port refuses connections from now on. Safe to repeat."""
@@ -111,8 +118,14 @@ class DatadogStub:
         handler.wfile.write(data)
 
     def _answer(self, method, path, params, body, headers) -> tuple[int, dict, dict]:
-        if self._failure:
-            return self._failure
+        with self._lock:
+            failure = self._failure
+            if failure and self._failures_left is not None:
+                self._failures_left -= 1
+                if self._failures_left <= 0:
+                    self._failure = None
+        if failure:
+            return failure
         needs_app_key = path != "/api/v1/validate"
         if not headers.get("DD-API-KEY") or (needs_app_key and not headers.get("DD-APPLICATION-KEY")):
             return 401, {"errors": ["Unauthorized"]}, {}
@@ -163,14 +176,15 @@ class DatadogStub:
         if series is None:
             return 400, {"errors": [f"Error parsing query: unable to parse {query}: Rule 'scope_expr' didn't match"]}, {}
         out = []
+        m = QUERY.match(query)
+        interval = int(m["rollup"]) if m["rollup"] else None
         for group, points in series:
-            times = _times(start * 1000, end * 1000, len(points))
-            m = QUERY.match(query)
+            times = _times(start * 1000, end * 1000, len(points), interval)
             out.append({
                 "aggr": m["agg"], "display_name": m["metric"], "metric": m["metric"], "expression": query,
                 "scope": m["scope"] + (f",{group}" if group else ""), "tag_set": [group] if group else [],
                 "start": times[0] if times else start * 1000, "end": times[-1] if times else end * 1000,
-                "interval": 60, "length": len(points), "query_index": 0, "unit": None,
+                "interval": interval or DEFAULT_INTERVAL, "length": len(points), "query_index": 0, "unit": None,
                 "pointlist": [[t, v] for t, v in zip(times, points)],
             })
         return 200, {
@@ -185,7 +199,9 @@ class DatadogStub:
         if series is None:
             return 400, {"errors": [f"Error parsing query: unable to parse {query}"]}, {}
         length = max((len(points) for _, points in series), default=0)
-        times = _times(attributes["from"], attributes["to"], length)
+        m = QUERY.match(query)
+        interval = int(m["rollup"]) if m["rollup"] else (attributes["interval"] // 1000 if attributes.get("interval") else None)
+        times = _times(attributes["from"], attributes["to"], length, interval)
         return 200, {"data": {"type": "timeseries_response", "id": "0", "attributes": {
             "series": [{"group_tags": [group] if group else [], "query_index": 0, "unit": None} for group, _ in series],
             "times": times,
@@ -193,10 +209,13 @@ class DatadogStub:
         }}}, {}
 
 
-def _times(start_ms: int, end_ms: int, n: int) -> list[int]:
-    """``n`` timestamps (ms) spread evenly over the window."""
-    step = (end_ms - start_ms) // max(n, 1)
-    return [start_ms + i * step for i in range(n)]
+DEFAULT_INTERVAL = 20  # seconds: Datadog's rollup for a window of up to an hour when none is asked for
+
+
+def _times(start_ms: int, end_ms: int, n: int, interval: int | None = None) -> list[int]:
+    """``n`` timestamps (ms) on the ``interval`` (seconds) grid, from the bucket holding the start."""
+    step = (interval or DEFAULT_INTERVAL) * 1000
+    return [start_ms // step * step + i * step for i in range(n)]
 
 
 def _combine(agg: str, series: list[list]) -> list:

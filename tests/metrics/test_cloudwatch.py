@@ -1,6 +1,8 @@
 """The CloudWatch provider: counts and averages against moto's server over real HTTP (through the
 Airflow connection ``aws_test``); percentiles, errors and pagination with botocore's Stubber, which
-checks every request and response against CloudWatch's real service model.
+checks every request and response against CloudWatch's real service model; botocore's own retries
+of throttling through a ``before-send`` hook that answers as a throttling CloudWatch would, in
+front of moto.
 
 moto cannot serve percentiles (a ``p99`` stat crashes its server with HTTP 500) and ignores the
 namespace once dimensions are given, so each moto test uses target groups, versions and services
@@ -226,6 +228,31 @@ def test_resource_checks_average_each_arms_ecs_service(aws_connection):
     assert (cpu.canary.requests, cpu.baseline.requests) == (300, 300)
     assert (memory.canary.value, memory.baseline.value) == (65, 50)
     assert f"ServiceName=web-canary-{tag}" in cpu.canary.query
+    # one average per minute, on the same grid for both arms; minutes without a datapoint left out
+    assert cpu.canary.periods == ((END - 3 * MIN, 30), (END - 2 * MIN, 40), (END - MIN, 50))
+    assert cpu.baseline.periods == ((END - 3 * MIN, 20), (END - 2 * MIN, 20), (END - MIN, 20))
+    assert memory.canary.periods == ((END - 2 * MIN, 60), (END - MIN, 70))
+    assert cpu.canary.events is None
+
+
+def test_business_amount_periods_are_amount_per_request(aws_connection):
+    stable, canary = target_groups()
+    provider = alb_provider(aws_connection, stable, canary, business_namespace="Shop")
+    revenue = BusinessCheck(name="revenue", kind="business", metric="RevenueCents", min_ratio=0.9, unit="amount")
+    put(provider, "AWS/ApplicationELB", "RequestCount", alb_dims(canary), per_minute([100, 100, 100]))
+    put(provider, "Shop", "RevenueCents", alb_dims(canary), per_minute([500, 1000, 1500]))
+    # The baseline's first minute has no requests datapoint (left out), its third no amount (0).
+    put(provider, "AWS/ApplicationELB", "RequestCount", alb_dims(stable), per_minute([1000, 1000], END - MIN))
+    put(provider, "Shop", "RevenueCents", alb_dims(stable), per_minute([9000, 4000], END - 2 * MIN))
+
+    m = provider.measure(revenue, scope())
+
+    assert m.canary.periods == ((END - 3 * MIN, 5.0), (END - 2 * MIN, 10.0), (END - MIN, 15.0))
+    assert (m.canary.events, m.canary.requests, m.canary.value) == (3000, 300, 10.0)
+    assert m.baseline.periods == ((END - 2 * MIN, 4.0), (END - MIN, 0.0))
+    assert (m.baseline.events, m.baseline.requests, m.baseline.value) == (13000, 2000, 6.5)
+    counted = provider.measure(CHECKOUTS, scope())  # a count: judged on events / requests, no periods
+    assert counted.canary.periods is None
 
 
 def test_custom_source_picks_arms_by_the_version_dimension(aws_connection):
@@ -243,6 +270,82 @@ def test_custom_source_picks_arms_by_the_version_dimension(aws_connection):
 
     assert (m.canary.requests, m.canary.events, m.canary.value) == (500, 10, 0.02)
     assert (m.baseline.requests, m.baseline.events, m.baseline.value) == (1000, 1, 0.001)
+
+
+def _cbor_text(text: str) -> bytes:
+    data = text.encode()
+    return (bytes([0x60 + len(data)]) if len(data) < 24 else bytes([0x78, len(data)])) + data
+
+
+class _Body:
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def stream(self, **kwargs):
+        yield self.data
+
+
+def throttle(provider: CloudWatchProvider, times: int) -> list:
+    """Answer the next ``times`` GetMetricData requests the way a throttling CloudWatch does (HTTP 400,
+    ``{"__type": "Throttling", "message": ...}`` in the protocol botocore chose: JSON or CBOR),
+    before they reach moto; then let them through. Returns the requests sent, retries included."""
+    import json
+
+    from botocore.awsrequest import AWSResponse
+
+    cbor = b"\xa2" + _cbor_text("__type") + _cbor_text("Throttling") + _cbor_text("message") + _cbor_text("Rate exceeded")
+    sent = []
+
+    def before_send(request, **kwargs):
+        sent.append(request)
+        if len(sent) > times:
+            return None
+        headers = {"x-amzn-query-error": "Throttling;Sender"}
+        content_type = request.headers.get("Content-Type") or b""
+        if b"cbor" in (content_type if isinstance(content_type, bytes) else content_type.encode()):
+            headers.update({"smithy-protocol": "rpc-v2-cbor", "Content-Type": "application/cbor"})
+            return AWSResponse(request.url, 400, headers, _Body(cbor))
+        headers["Content-Type"] = "application/x-amz-json-1.0"
+        body = json.dumps({"__type": "Throttling", "message": "Rate exceeded"}).encode()
+        return AWSResponse(request.url, 400, headers, _Body(body))
+
+    provider.client.meta.events.register("before-send.cloudwatch.GetMetricData", before_send)
+    return sent
+
+
+@pytest.fixture
+def backoffs(monkeypatch):
+    """botocore's retry delays, recorded and not slept."""
+    from botocore.retries import standard
+
+    delays = []
+    monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount",
+                        lambda self, context: delays.append(context.attempt_number) or 0)
+    return delays
+
+
+def test_throttling_is_retried_with_backoff(aws_connection, backoffs):
+    stable, canary = target_groups()
+    provider = alb_provider(aws_connection, stable, canary)
+    for tg in (stable, canary):
+        put(provider, "AWS/ApplicationELB", "RequestCount", alb_dims(tg), per_minute([100, 100]))
+    sent = throttle(provider, 2)
+
+    m = provider.measure(ERRORS, scope())
+
+    assert (m.canary.requests, m.baseline.requests) == (200, 200)
+    assert len(sent) == 4 and backoffs == [1, 2]  # the canary's call tried three times, the baseline's once
+
+
+def test_throttling_that_lasts_is_backend_unavailable(aws_connection, backoffs):
+    stable, canary = target_groups()
+    provider = alb_provider(aws_connection, stable, canary)
+    sent = throttle(provider, 99)
+
+    with pytest.raises(BackendUnavailable, match=r"cloudwatch is throttling GetMetricData \(Throttling\)") as raised:
+        provider.measure(ERRORS, scope())
+    assert type(raised.value) is BackendUnavailable
+    assert len(sent) == 3 and backoffs == [1, 2]  # standard mode: 3 attempts, backing off between them
 
 
 def test_check_online_against_moto(aws_connection):
@@ -322,14 +425,21 @@ def result(id, points: dict[float, float]):
 FIVE_MINUTES = {END - 5 * MIN + i * MIN: 100.0 for i in range(5)}  # one requests datapoint per minute
 
 
-def test_alb_p99_asks_one_window_long_datapoint_and_reads_it_in_seconds(stubbed):
+def test_alb_p99_asks_one_window_long_datapoint_and_one_per_period(stubbed):
     provider, stubber = stubbed(ALB)
+    minutes = sorted(FIVE_MINUTES)
+    per_period = {  # the canary's third minute has no datapoint
+        ALB["canary_target_group"]: {minutes[0]: 0.4, minutes[1]: 0.5, minutes[3]: 0.45, minutes[4]: 0.35},
+        ALB["stable_target_group"]: {t: 0.3 for t in minutes},
+    }
     for tg, p99 in ((ALB["canary_target_group"], 0.42), (ALB["stable_target_group"], 0.3)):
         dims = [("LoadBalancer", LB), ("TargetGroup", tg)]
         stubber.add_response("get_metric_data", {"MetricDataResults": [
-            result("requests", FIVE_MINUTES), result("latency", {END - 5 * MIN: p99})]}, {
+            result("requests", FIVE_MINUTES), result("latency", {END - 5 * MIN: p99}),
+            result("latency_periods", per_period[tg])]}, {
             "MetricDataQueries": [query("requests", "AWS/ApplicationELB", "RequestCount", dims, "Sum", 60),
-                                  query("latency", "AWS/ApplicationELB", "TargetResponseTime", dims, "p99", 300)],
+                                  query("latency", "AWS/ApplicationELB", "TargetResponseTime", dims, "p99", 300),
+                                  query("latency_periods", "AWS/ApplicationELB", "TargetResponseTime", dims, "p99", 60)],
             "StartTime": utc(END - 5 * MIN), "EndTime": utc(END), "ScanBy": "TimestampAscending"})
 
     m = provider.measure(P99, scope())
@@ -337,6 +447,8 @@ def test_alb_p99_asks_one_window_long_datapoint_and_reads_it_in_seconds(stubbed)
     assert (m.canary.value, m.canary.requests) == (0.42, 500)
     assert (m.baseline.value, m.baseline.requests) == (0.3, 500)
     assert "TargetResponseTime p99{" in m.canary.query
+    assert m.canary.periods == ((minutes[0], 0.4), (minutes[1], 0.5), (minutes[3], 0.45), (minutes[4], 0.35))
+    assert m.baseline.periods == tuple((t, 0.3) for t in minutes)  # the same grid: pairs by start time
 
 
 def test_lambda_duration_p95_is_converted_from_ms_to_seconds(stubbed):
@@ -344,14 +456,18 @@ def test_lambda_duration_p95_is_converted_from_ms_to_seconds(stubbed):
     for version, ms in (("7", 250.0), ("6", 180.0)):
         dims = [("FunctionName", "checkout"), ("Resource", "checkout:live"), ("ExecutedVersion", version)]
         stubber.add_response("get_metric_data", {"MetricDataResults": [
-            result("requests", FIVE_MINUTES), result("latency", {END - 5 * MIN: ms})]}, {
+            result("requests", FIVE_MINUTES), result("latency", {END - 5 * MIN: ms}),
+            result("latency_periods", {END - 2 * MIN: ms - 10, END - MIN: ms + 10})]}, {
             "MetricDataQueries": [query("requests", "AWS/Lambda", "Invocations", dims, "Sum", 60),
-                                  query("latency", "AWS/Lambda", "Duration", dims, "p95", 300)],
+                                  query("latency", "AWS/Lambda", "Duration", dims, "p95", 300),
+                                  query("latency_periods", "AWS/Lambda", "Duration", dims, "p95", 60)],
             "StartTime": utc(END - 5 * MIN), "EndTime": utc(END), "ScanBy": "TimestampAscending"})
 
     m = provider.measure(P95, scope(canary="7", baseline="6"))
 
     assert (m.canary.value, m.baseline.value) == (0.25, 0.18)
+    assert m.canary.periods == ((END - 2 * MIN, 0.24), (END - MIN, 0.26))  # ms → s, like the value
+    assert m.baseline.periods == ((END - 2 * MIN, 0.17), (END - MIN, 0.19))
 
 
 def test_custom_latency_in_ms_and_a_latency_without_datapoints(stubbed):
@@ -365,6 +481,7 @@ def test_custom_latency_in_ms_and_a_latency_without_datapoints(stubbed):
     m = provider.measure(P99, scope())
 
     assert (m.canary.value, m.baseline.value, m.baseline.requests) == (1.2, None, 500)
+    assert (m.canary.periods, m.baseline.periods) == (None, None)  # no latency_periods datapoints
 
 
 def test_pages_are_merged_by_next_token(stubbed):

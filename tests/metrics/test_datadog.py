@@ -32,6 +32,7 @@ TABLE = {
     ("container.cpu.usage", "v1"): {"host:a": [0.1, 0.3], "host:b": [0.3, 0.1]},
     ("container.memory.usage", "v1"): [2.0e8, 4.0e8],
     ("web.latency.ms", "v1"): [250.0],
+    ("revenue", "v1"): [100.0, None, 300.0, 200.0],  # cents; the 3rd interval has no requests, the 5th no amount
     # v2, the faulty canary: 1000 hits, 30 errors → 3%
     ("trace.http.request.hits", "v2"): [250, 250, 250, 250],
     ("trace.http.request.errors", "v2"): [10, None, 20],
@@ -41,6 +42,7 @@ TABLE = {
     ("container.cpu.usage", "v2"): {"host:c": [0.4, 0.5]},
     ("container.memory.usage", "v2"): [5.0e8],
     ("web.latency.ms", "v2"): [400.0, 600.0],
+    ("revenue", "v2"): [10.0, 20.0, 30.0, 40.0],
     # v3: healthy, 1000 hits and no errors series at all
     ("trace.http.request.hits", "v3"): [400, 600],
     # v4: a series of only nulls
@@ -49,6 +51,9 @@ TABLE = {
 TAGS = {"service": "web", "env": "prod"}
 SEL_V1 = "version:v1,env:prod,service:web"
 SEL_V2 = "version:v2,env:prod,service:web"
+
+# The stub puts points on the rollup's grid: the 60 s bucket holding the window's start, then every 60 s.
+GRID = [(END - WINDOW) // 60 * 60 + 60 * i for i in range(6)]
 
 ERRORS = ErrorRateCheck(name="errors", kind="error_rate")
 P99 = LatencyCheck(name="p99", kind="latency", quantile=0.99)
@@ -73,7 +78,11 @@ def endpoint(stub, api_key=API_KEY, app_key=APP_KEY) -> Endpoint:
 
 
 def provider(stub, api="v2", ep=None, **settings) -> DatadogProvider:
-    return provider_class("datadog")({"api": api, "tags": TAGS, **settings}, ep or endpoint(stub))
+    """A provider whose rate-limit waits are recorded in ``.waits`` instead of slept."""
+    p = provider_class("datadog")({"api": api, "tags": TAGS, **settings}, ep or endpoint(stub))
+    p.waits = []
+    p.sleep = p.waits.append
+    return p
 
 
 # -- values per check kind -------------------------------------------------------------------
@@ -89,13 +98,13 @@ def test_error_rate_per_version(stub, api):
     assert (m.baseline.requests, m.baseline.events) == (20000, 40)
     assert m.baseline.value == pytest.approx(0.002)
     assert m.canary.buckets is None and m.window_seconds == WINDOW and m.check == "errors"
-    assert m.canary.query == (f"sum:trace.http.request.errors{{{SEL_V2}}}.as_count()"
-                              f" / sum:trace.http.request.hits{{{SEL_V2}}}.as_count()")
+    assert m.canary.query == (f"sum:trace.http.request.errors{{{SEL_V2}}}.as_count().rollup(sum, 60)"
+                              f" / sum:trace.http.request.hits{{{SEL_V2}}}.as_count().rollup(sum, 60)")
     assert stub.queries == [
-        f"sum:trace.http.request.hits{{{SEL_V2}}}.as_count()",
-        f"sum:trace.http.request.errors{{{SEL_V2}}}.as_count()",
-        f"sum:trace.http.request.hits{{{SEL_V1}}}.as_count()",
-        f"sum:trace.http.request.errors{{{SEL_V1}}}.as_count()",
+        f"sum:trace.http.request.hits{{{SEL_V2}}}.as_count().rollup(sum, 60)",
+        f"sum:trace.http.request.errors{{{SEL_V2}}}.as_count().rollup(sum, 60)",
+        f"sum:trace.http.request.hits{{{SEL_V1}}}.as_count().rollup(sum, 60)",
+        f"sum:trace.http.request.errors{{{SEL_V1}}}.as_count().rollup(sum, 60)",
     ]
 
 
@@ -103,7 +112,7 @@ def test_v1_request_shape(stub):
     provider(stub, "v1").measure(ERRORS, SCOPE)
     first = stub.requests[0]
     assert (first.method, first.path) == ("GET", "/api/v1/query")
-    assert first.params == {"from": str(END - WINDOW), "to": str(END), "query": f"sum:trace.http.request.hits{{{SEL_V2}}}.as_count()"}
+    assert first.params == {"from": str(END - WINDOW), "to": str(END), "query": f"sum:trace.http.request.hits{{{SEL_V2}}}.as_count().rollup(sum, 60)"}
     assert first.headers["DD-API-KEY"] == API_KEY and first.headers["DD-APPLICATION-KEY"] == APP_KEY
 
 
@@ -112,8 +121,8 @@ def test_v2_request_shape(stub):
     first = stub.requests[0]
     assert (first.method, first.path, first.params) == ("POST", "/api/v2/query/timeseries", {})
     assert first.body == {"data": {"type": "timeseries_request", "attributes": {
-        "from": (END - WINDOW) * 1000, "to": END * 1000,
-        "queries": [{"data_source": "metrics", "query": f"sum:trace.http.request.hits{{{SEL_V2}}}.as_count()", "name": "a"}],
+        "from": (END - WINDOW) * 1000, "to": END * 1000, "interval": 60_000,
+        "queries": [{"data_source": "metrics", "query": f"sum:trace.http.request.hits{{{SEL_V2}}}.as_count().rollup(sum, 60)", "name": "a"}],
         "formulas": [{"formula": "a"}],
     }}}
     assert first.headers["DD-API-KEY"] == API_KEY and first.headers["DD-APPLICATION-KEY"] == APP_KEY
@@ -141,10 +150,10 @@ def test_latency_quantile_is_the_mean_of_points_in_seconds(stub, api):
     assert m.canary.value == pytest.approx(0.6)  # (0.5 + 0.7) / 2, the null skipped
     assert m.baseline.value == pytest.approx(0.25)
     assert m.canary.requests == 1000 and m.baseline.requests == 20000
-    assert m.canary.query == f"p99:trace.http.request{{{SEL_V2}}}"
+    assert m.canary.query == f"p99:trace.http.request{{{SEL_V2}}}.rollup(60)"
     p50 = provider(stub, api).measure(LatencyCheck(name="p50", kind="latency", quantile=0.5), SCOPE)
     assert (p50.canary.value, p50.baseline.value) == (pytest.approx(0.1), pytest.approx(0.06))
-    assert p50.baseline.query == f"p50:trace.http.request{{{SEL_V1}}}"
+    assert p50.baseline.query == f"p50:trace.http.request{{{SEL_V1}}}.rollup(60)"
 
 
 def test_checks_in_one_poke_share_the_requests_query(stub, api):
@@ -152,12 +161,12 @@ def test_checks_in_one_poke_share_the_requests_query(stub, api):
     p.measure(ERRORS, SCOPE)
     p.measure(P99, SCOPE)
     assert stub.queries == [
-        f"sum:trace.http.request.hits{{{SEL_V2}}}.as_count()",
-        f"sum:trace.http.request.errors{{{SEL_V2}}}.as_count()",
-        f"sum:trace.http.request.hits{{{SEL_V1}}}.as_count()",
-        f"sum:trace.http.request.errors{{{SEL_V1}}}.as_count()",
-        f"p99:trace.http.request{{{SEL_V2}}}",
-        f"p99:trace.http.request{{{SEL_V1}}}",
+        f"sum:trace.http.request.hits{{{SEL_V2}}}.as_count().rollup(sum, 60)",
+        f"sum:trace.http.request.errors{{{SEL_V2}}}.as_count().rollup(sum, 60)",
+        f"sum:trace.http.request.hits{{{SEL_V1}}}.as_count().rollup(sum, 60)",
+        f"sum:trace.http.request.errors{{{SEL_V1}}}.as_count().rollup(sum, 60)",
+        f"p99:trace.http.request{{{SEL_V2}}}.rollup(60)",
+        f"p99:trace.http.request{{{SEL_V1}}}.rollup(60)",
     ]
     p.measure(ERRORS, Scope("v2", "v1", WINDOW + 30, END + 30))  # the next poke: a new window, asked again
     assert len(stub.queries) == 10
@@ -174,17 +183,17 @@ def test_business_metric_is_per_request(stub, api):
     m = provider(stub, api).measure(check, SCOPE)
     assert (m.canary.events, m.canary.value) == (50, pytest.approx(0.05))
     assert (m.baseline.events, m.baseline.value) == (2000, pytest.approx(0.1))
-    assert m.canary.query == f"sum:checkouts{{{SEL_V2}}}.as_count() / sum:trace.http.request.hits{{{SEL_V2}}}.as_count()"
+    assert m.canary.query == f"sum:checkouts{{{SEL_V2}}}.as_count().rollup(sum, 60) / sum:trace.http.request.hits{{{SEL_V2}}}.as_count().rollup(sum, 60)"
 
 
 def test_resources_average_hosts_then_points(stub, api):
     cpu = provider(stub, api).measure(ResourceCheck(name="cpu", kind="resource", resource="cpu"), SCOPE)
     assert cpu.canary.value == pytest.approx(0.45)
     assert cpu.baseline.value == pytest.approx(0.2)
-    assert cpu.baseline.query == f"avg:container.cpu.usage{{{SEL_V1}}}"
+    assert cpu.baseline.query == f"avg:container.cpu.usage{{{SEL_V1}}}.rollup(avg, 60)"
     memory = provider(stub, api).measure(ResourceCheck(name="mem", kind="resource", resource="memory"), SCOPE)
     assert (memory.canary.value, memory.baseline.value) == (pytest.approx(5e8), pytest.approx(3e8))
-    assert memory.canary.query == f"avg:container.memory.usage{{{SEL_V2}}}"
+    assert memory.canary.query == f"avg:container.memory.usage{{{SEL_V2}}}.rollup(avg, 60)"
 
 
 def test_custom_query_fills_selector_and_window(stub, api):
@@ -194,6 +203,66 @@ def test_custom_query_fills_selector_and_window(stub, api):
     assert m.canary.query == f"max:container.memory.usage{{{SEL_V2}}}.rollup(max, 300)"
     assert m.canary.value == pytest.approx(5e8)
     assert stub.queries[1] == m.canary.query and stub.queries[3] == m.baseline.query
+
+
+# -- periods: one number per rollup interval, on one grid for both arms -----------------------------
+
+def test_latency_periods_are_the_points_on_one_grid_with_nulls_left_out(stub, api):
+    m = provider(stub, api).measure(P99, SCOPE)
+    assert m.canary.periods == ((GRID[0], 0.5), (GRID[2], 0.7))  # the null interval is left out
+    assert m.baseline.periods == ((GRID[0], 0.2), (GRID[1], 0.3))
+    assert GRID[0] % 60 == 0  # both arms on the same 60 s grid: the judge pairs them by start time
+    ms = provider(stub, api, latency_metric="web.latency.ms", latency_unit="ms").measure(P99, SCOPE)
+    assert ms.canary.periods == ((GRID[0], 0.4), (GRID[1], 0.6))  # in seconds, like the value
+    assert ms.baseline.periods == ((GRID[0], 0.25),)
+
+
+def test_the_rollup_interval_is_a_setting(stub, api):
+    m = provider(stub, api, period_seconds=120).measure(P99, SCOPE)
+    first = (END - WINDOW) // 120 * 120
+    assert m.canary.query == f"p99:trace.http.request{{{SEL_V2}}}.rollup(120)"
+    assert m.canary.periods == ((first, 0.5), (first + 240, 0.7))
+    assert [t for t, _ in m.baseline.periods] == [first, first + 120]
+    if api == "v2":
+        assert {r.body["data"]["attributes"]["interval"] for r in stub.requests} == {120_000}
+
+
+def test_resource_and_custom_query_periods(stub, api):
+    cpu = provider(stub, api).measure(ResourceCheck(name="cpu", kind="resource", resource="cpu"), SCOPE)
+    assert cpu.canary.periods == ((GRID[0], 0.4), (GRID[1], 0.5))
+    assert cpu.baseline.periods == ((GRID[0], pytest.approx(0.2)), (GRID[1], pytest.approx(0.2)))  # hosts averaged
+    check = ErrorRateCheck(name="errors", kind="error_rate", query="avg:trace.http.request.errors{$selector}")
+    custom = provider(stub, api).measure(check, SCOPE)
+    # A custom query is sent as written: v2 still asks for the 60 s interval; v1 gets Datadog's default
+    # interval for the window (20 s in the stub), the same for both arms.
+    step = 60 if api == "v2" else 20
+    grid = [(END - WINDOW) // step * step + step * i for i in range(4)]
+    assert custom.canary.periods == ((grid[0], 10.0), (grid[2], 20.0))
+    assert custom.baseline.periods == ((grid[0], 10.0), (grid[1], 10.0), (grid[3], 20.0))
+    assert custom.canary.events is None  # a custom query gives only the value: the judge tests its periods
+
+
+def test_business_amount_periods_are_amount_per_request(stub, api):
+    check = BusinessCheck(name="revenue", kind="business", metric="revenue", min_ratio=0.9, unit="amount")
+    m = provider(stub, api).measure(check, SCOPE)
+    # canary: 10, 20, 30, 40 over 250 requests an interval
+    assert m.canary.periods == tuple((GRID[i], pytest.approx(v)) for i, v in enumerate([0.04, 0.08, 0.12, 0.16]))
+    assert (m.canary.events, m.canary.requests, m.canary.value) == (100, 1000, pytest.approx(0.1))
+    # baseline: hits 5000, 5000, null, 5000, 5000; amounts 100, null, 300, 200: an interval without
+    # requests is left out, one with requests but no amount is 0
+    assert m.baseline.periods == ((GRID[0], 0.02), (GRID[1], 0.0), (GRID[3], 0.04), (GRID[4], 0.0))
+    assert (m.baseline.events, m.baseline.value) == (600, pytest.approx(0.03))
+    count = provider(stub, api).measure(BusinessCheck(name="conversion", kind="business", metric="checkouts", min_ratio=0.9), SCOPE)
+    assert count.canary.periods is None  # a count is judged on events / requests, not periods
+
+
+def test_no_periods_for_counts_or_without_data(stub, api):
+    assert provider(stub, api).measure(ERRORS, SCOPE).canary.periods is None
+    m = provider(stub, api).measure(P99, Scope("v9", "v1", WINDOW, END))
+    assert (m.canary.value, m.canary.periods) == (None, None)
+    amount = BusinessCheck(name="revenue", kind="business", metric="revenue", min_ratio=0.9, unit="amount")
+    m = provider(stub, api).measure(amount, Scope("v3", "v1", WINDOW, END))  # v3 has requests, no revenue series
+    assert (m.canary.value, m.canary.events, m.canary.periods) == (None, None, None)
 
 
 def test_several_series_must_aggregate_to_one(stub, api):
@@ -256,7 +325,9 @@ def test_settings_defaults_normalise_and_forbid_unknown_fields():
     assert (s.api, s.version_tag, s.latency_unit) == ("v2", "version", "s")
     assert (s.requests_metric, s.errors_metric, s.latency_metric) == ("trace.http.request.hits", "trace.http.request.errors", "trace.http.request")
     assert (s.cpu_metric, s.memory_metric) == ("container.cpu.usage", "container.memory.usage")
-    for bad in ({"colour": "blue"}, {"api": "v3"}, {"version_tag": "ver sion"}, {"requests_metric": "hits{*}"}, {"latency_unit": "us"}):
+    assert (s.period_seconds, s.rate_limit_attempts, s.rate_limit_max_wait_seconds) == (60, 3, 10.0)
+    for bad in ({"colour": "blue"}, {"api": "v3"}, {"version_tag": "ver sion"}, {"requests_metric": "hits{*}"}, {"latency_unit": "us"},
+                {"period_seconds": 0}, {"rate_limit_attempts": 0}, {"rate_limit_max_wait_seconds": -1}):
         with pytest.raises(ValidationError):
             DatadogSettings.model_validate(bad)
 
@@ -312,13 +383,47 @@ def test_keys_never_appear_in_errors_or_reprs(stub, api):
     (429, BackendUnavailable, r"rate limiting \(HTTP 429\); the limit resets in 7s"),
     (401, MetricsError, r"Datadog refused the API/application key \(HTTP 401\)"),
     (403, MetricsError, r"Datadog refused the API/application key \(HTTP 403\)"),
-    (400, MetricsError, r"datadog rejected 'sum:trace.http.request.hits\{version:v2,env:prod,service:web\}.as_count\(\)' \(HTTP 400\): Query too big"),
+    (408, BackendUnavailable, "answered HTTP 408"),
+    (400, MetricsError, r"datadog rejected 'sum:trace.http.request.hits\{version:v2,env:prod,service:web\}.as_count\(\).rollup\(sum, 60\)' \(HTTP 400\): Query too big"),
+    (422, MetricsError, r"datadog rejected 'sum:trace.http.request.hits\{version:v2,env:prod,service:web\}.as_count\(\).rollup\(sum, 60\)' \(HTTP 422\): Query too big"),
 ])
 def test_http_errors(stub, api, status, error, message):
-    stub.fail(status, {"errors": ["Query too big"]} if status == 400 else None, {"X-RateLimit-Reset": "7"} if status == 429 else None)
+    stub.fail(status, {"errors": ["Query too big"]} if status in (400, 422) else None, {"X-RateLimit-Reset": "7"} if status == 429 else None)
     with pytest.raises(error, match=message) as err:
         provider(stub, api).measure(ERRORS, SCOPE)
     assert type(err.value) is error
+
+
+def test_rate_limiting_is_retried_waiting_what_datadog_says(stub, api):
+    stub.fail(429, headers={"X-RateLimit-Reset": "7"}, times=2)
+    p = provider(stub, api)
+    m = p.measure(ERRORS, SCOPE)
+    assert m.canary.value == pytest.approx(0.03) and m.baseline.value == pytest.approx(0.002)
+    assert p.waits == [7.0, 7.0]
+    assert stub.queries[:3] == [f"sum:trace.http.request.hits{{{SEL_V2}}}.as_count().rollup(sum, 60)"] * 3
+
+
+def test_rate_limiting_that_lasts_is_backend_unavailable_after_backoff(stub, api):
+    stub.fail(429)  # no X-RateLimit-Reset: exponential backoff
+    p = provider(stub, api, rate_limit_attempts=4)
+    with pytest.raises(BackendUnavailable, match=r"rate limiting \(HTTP 429\); gave up after 4 attempts") as err:
+        p.measure(ERRORS, SCOPE)
+    assert type(err.value) is BackendUnavailable
+    assert p.waits == [0.5, 1.0, 2.0] and len(stub.requests) == 4
+    stub.fail(429, headers={"X-RateLimit-Reset": "3600"})  # a long reset waits at most the cap
+    p = provider(stub, api, rate_limit_max_wait_seconds=5)
+    with pytest.raises(BackendUnavailable, match="the limit resets in 3600s; gave up after 3 attempts"):
+        p.measure(ERRORS, SCOPE)
+    assert p.waits == [5.0, 5.0]
+
+
+def test_other_errors_are_not_retried(stub, api):
+    for status in (400, 422, 403, 500):
+        stub.fail(status)
+        p, before = provider(stub, api), len(stub.requests)
+        with pytest.raises(MetricsError):
+            p.measure(ERRORS, SCOPE)
+        assert p.waits == [] and len(stub.requests) == before + 1
 
 
 def test_a_wrong_application_key_is_refused(stub, api):
@@ -414,9 +519,9 @@ def test_the_example_spec_builds_its_queries():
     sel = "version:2024.11.1,env:prod,service:checkout"
     errors, p99, conversion = spec.checks
     assert p.queries(errors, "2024.11.1", 300) == {
-        "requests": f"sum:trace.http.request.hits{{{sel}}}.as_count()",
-        "events": f"sum:trace.http.request.errors{{{sel}}}.as_count()",
+        "requests": f"sum:trace.http.request.hits{{{sel}}}.as_count().rollup(sum, 60)",
+        "events": f"sum:trace.http.request.errors{{{sel}}}.as_count().rollup(sum, 60)",
     }
-    assert p.queries(p99, "2024.11.1", 300)["value"] == f"p99:trace.http.request{{{sel}}}"
+    assert p.queries(p99, "2024.11.1", 300)["value"] == f"p99:trace.http.request{{{sel}}}.rollup(60)"
     assert p.queries(conversion, "2024.11.1", 300)["value"] == (
         f"sum:checkout.completed{{{sel}}}.as_count() / sum:trace.http.request.hits{{{sel}}}.as_count()")

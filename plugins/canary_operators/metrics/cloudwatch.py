@@ -16,7 +16,8 @@ Sources and arms (``settings.source``):
   ``latency_unit``).
 
 Business checks count ``check.metric`` (Sum) in ``business_namespace`` (default: the source's
-namespace) with the arm's dimensions; value = events / requests. Resource checks average
+namespace) with the arm's dimensions; value = events / requests (with ``unit: amount``, the metric
+sums amounts, and ``periods`` holds amount / requests per period). Resource checks average
 ``cpu_metric`` / ``memory_metric`` in ``cpu_namespace`` (default ``AWS/ECS``: ``CPUUtilization``,
 ``MemoryUtilization``, in percent) with ``ClusterName`` = ``cluster`` and ``ServiceName`` =
 ``canary_service`` / ``stable_service``.
@@ -32,6 +33,14 @@ percentiles are asked for as one datapoint whose period is the whole window, so 
 computes the percentile over every sample of the window (a mean of per-minute p99s would not be
 a p99).
 
+Periods. For checks judged per period (latency percentiles, resources, business amounts) the
+sample's ``periods`` holds one value per ``period``: ``(period start, value)``. Both arms ask for the
+same whole-period window, so CloudWatch's datapoints start on the same grid and the judge pairs
+them by start time. A percentile gets a second query in the same call (``latency_periods``, the
+same stat per ``period``); a period without a datapoint is left out. A business amount is the
+period's Sum over its requests; periods without requests are left out, and a period with requests
+but no amount datapoint counts 0 (as the window's total does).
+
 ``check.query`` is rejected: CloudWatch has no query language to run per arm (metric math works on
 metrics named elsewhere in the request, and ``$selector`` has no meaning there), so a custom query
 would be a silent trap; measure raises ``MetricsError``. Use ``source: custom`` instead.
@@ -41,10 +50,11 @@ still validated against CloudWatch's rules (dimension values: 1..1024 printable 
 so a typo fails naming its field instead of silently matching no metric. ARNs given where
 CloudWatch wants an ARN suffix (``app/…``, ``targetgroup/…``) or a function name are shortened.
 
-Errors: throttling, 5xx, timeouts and connection errors → ``BackendUnavailable`` (the gate holds
-and retries); access denied → ``MetricsError`` naming ``cloudwatch:GetMetricData``, the only IAM
-action this provider needs; any other rejection (``InvalidParameter…``) → ``MetricsError`` with
-CloudWatch's message.
+Errors: throttling is retried by botocore (standard mode, 3 attempts in all, exponential backoff
+with jitter); throttling that lasts, 5xx, timeouts and connection errors → ``BackendUnavailable``
+(the gate counts it as an outage, measured in time); access denied → ``MetricsError`` naming
+``cloudwatch:GetMetricData``, the only IAM action this provider needs; any other rejection
+(``InvalidParameter…``, ``ValidationError``) → ``MetricsError`` with CloudWatch's message.
 
 Connection: an Airflow AWS connection (``conn_id``), read through ``AwsBaseHook``. Connect and read
 timeouts default to ``timeout_seconds`` with 3 standard-mode attempts; the connection's
@@ -312,7 +322,7 @@ class CloudWatchProvider(MetricsProvider):
 
         hook = AwsBaseHook(aws_conn_id=self.conn_id, client_type="cloudwatch")
         t = self.settings.timeout_seconds
-        ours = Config(connect_timeout=t, read_timeout=t, retries={"mode": "standard", "max_attempts": 3})
+        ours = Config(connect_timeout=t, read_timeout=t, retries={"mode": "standard", "total_max_attempts": 3})
         try:
             return hook.get_client_type(region_name=hook.region_name, config=ours.merge(hook.config))
         except Exception as e:
@@ -416,8 +426,9 @@ class CloudWatchProvider(MetricsProvider):
         return sorted(s.dimensions.items()) + [(s.version_dimension, version)]
 
     def plan(self, check, arm: Literal["canary", "baseline"], version: str, span: int) -> dict[str, _Series]:
-        """The series one arm of ``check`` needs: always ``requests``, then ``events`` (a count per
-        request), ``latency`` (one datapoint over ``span``) or ``resource``."""
+        """The series one arm of ``check`` needs: always ``requests``, then ``events`` (a count or amount
+        per request), ``latency`` (one datapoint over ``span``) with ``latency_periods`` (one per
+        period), or ``resource``."""
         s = self.settings
         if check.query:
             raise MetricsError(f"cloudwatch: check {check.name} sets query, which CloudWatch cannot run per arm "
@@ -436,7 +447,9 @@ class CloudWatchProvider(MetricsProvider):
         elif isinstance(check, LatencyCheck):
             if not latency_metric:
                 raise MetricsError(f"cloudwatch: check {check.name} (latency) needs settings.latency_metric")
-            out["latency"] = _Series("latency", ns, latency_metric, dims, _QUANTILE_STAT[check.quantile], span, unit)
+            stat = _QUANTILE_STAT[check.quantile]
+            out["latency"] = _Series("latency", ns, latency_metric, dims, stat, span, unit)
+            out["latency_periods"] = _Series("latency_periods", ns, latency_metric, dims, stat, p, unit)
         elif isinstance(check, BusinessCheck):
             try:
                 metric = metric_name(check.metric)
@@ -515,16 +528,20 @@ class CloudWatchProvider(MetricsProvider):
                 # happened" from "wrong metric name".
                 events = 0.0 if isinstance(check, ErrorRateCheck) else None
             value = events / requests if requests > 0 and events is not None else None
-            return ArmSample(value=value, requests=requests, events=events, query=shown)
+            periods = None
+            if isinstance(check, BusinessCheck) and check.unit == "amount" and events is not None:
+                amounts = dict(event_points)
+                periods = tuple((ts, amounts.get(ts, 0.0) / r) for ts, r in requests_points if r > 0) or None
+            return ArmSample(value=value, requests=requests, events=events, query=shown, periods=periods)
         if "latency" in plan:
             values = [v for _, v in points.get("latency") or []]
             if len(values) > 1:
                 raise MetricsError(f"cloudwatch: {plan['latency']} returned {len(values)} datapoints for one "
                                    "window-long period; expected one")
-            value = values[0] if values else None
-            if value is not None and plan["latency"].unit == "ms":
-                value /= 1000.0
-            return ArmSample(value=value, requests=requests, query=shown)
-        values = [v for _, v in points.get("resource") or []]
-        value = sum(values) / len(values) if values else None
-        return ArmSample(value=value, requests=requests, query=shown)
+            divisor = 1000.0 if plan["latency"].unit == "ms" else 1.0  # values are returned in seconds
+            value = values[0] / divisor if values else None
+            periods = tuple((ts, v / divisor) for ts, v in points.get("latency_periods") or []) or None
+            return ArmSample(value=value, requests=requests, query=shown, periods=periods)
+        resource = points.get("resource") or []
+        value = sum(v for _, v in resource) / len(resource) if resource else None
+        return ArmSample(value=value, requests=requests, query=shown, periods=tuple(resource) or None)

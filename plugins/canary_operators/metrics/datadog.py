@@ -5,16 +5,29 @@ Arms are told apart by a version tag (``version_tag``, default ``version``) plus
 ``tags``. Tag names and values are validated against Datadog's tag rules before they go into a
 query (no escaping exists in Datadog's query language), and lowercased, as Datadog stores them.
 
-Datadog answers a query with a series of points over ``[end - window, end]``; each is reduced to
-one number:
+Datadog answers a query with a series of points over ``[end - window, end]``. Both arms ask for the
+same ``from``/``to`` and the built-in queries end in an explicit rollup of ``period_seconds``
+(default 60): ``.as_count().rollup(sum, P)`` for counts, ``.rollup(P)`` for the ``p50/p95/p99:``
+distribution percentiles (they take no aggregator), ``.rollup(avg, P)`` for ``avg:`` resources;
+v2 requests also carry ``interval``, so a custom query without a rollup of its own lands on the
+same grid too (v1 has no such parameter: there it gets Datadog's default interval for the window,
+still the same for both arms). Each answer is reduced to one number:
 
 - counts (the ``sum:…{…}.as_count()`` queries: requests, errors, business events) are the sum
   of the non-null points, since ``.as_count()`` gives a count per interval;
 - everything else (``avg:`` resources, ``p50/p95/p99:`` latency, custom queries) is the mean of
-  the non-null points.
+  the non-null points, and its points are also the sample's ``periods``
+  (``(unix seconds, value)``, nulls left out);
+- a business check with ``unit: amount`` also gets ``periods``: per interval, amount / requests,
+  intervals without requests left out (an interval with requests but no amount point is 0).
 
 No series, or a series of only nulls, is no data (None). More than one series is an error: the
 query must aggregate to one.
+
+Errors: HTTP 429 is retried (``rate_limit_attempts``, default 3, waiting what
+``X-RateLimit-Reset`` says or an exponential backoff, each wait at most
+``rate_limit_max_wait_seconds``), then ``BackendUnavailable``, like 5xx, 408 and connection errors;
+a rejected query (400, 422, an error in a 200 answer) and refused keys are ``MetricsError``.
 
 Connection: ``host`` is the API site (``https://api.datadoghq.com``, ``api.datadoghq.eu``; https
 unless the host names a scheme), ``password`` is the API key, ``extra.application_key`` the
@@ -25,6 +38,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from string import Template
 from typing import ClassVar, Literal
 
@@ -44,6 +58,28 @@ TAG_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9_\-:./]{1,200}$")
 # Datadog metric names: start with a letter; then letters, digits, ``_`` and ``.``.
 DD_METRIC_PATTERN = r"^[A-Za-z][A-Za-z0-9_.]{0,199}$"
 _QUANTILE_AGGREGATOR = {0.5: "p50", 0.95: "p95", 0.99: "p99"}
+Points = list[tuple[float, float]]  # [(unix seconds, value)], oldest first, nulls left out
+
+
+class _RateLimited(Exception):
+    """An HTTP 429, retried by ``_request``; ``reset`` is Datadog's X-RateLimit-Reset in seconds."""
+
+    def __init__(self, message: str, reset: float | None):
+        super().__init__(message)
+        self.reset = reset
+
+
+def _total(points: Points | None) -> float | None:
+    return sum(v for _, v in points) if points else None
+
+
+def _mean(points: Points | None) -> float | None:
+    return sum(v for _, v in points) / len(points) if points else None
+
+
+def _finite(t, v) -> bool:
+    return (isinstance(t, (int, float)) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(t) and math.isfinite(v))
 
 
 def tag_key(key: str) -> str:
@@ -75,6 +111,11 @@ class DatadogSettings(BaseModel):
     cpu_metric: str = Field(default="container.cpu.usage", pattern=DD_METRIC_PATTERN)
     memory_metric: str = Field(default="container.memory.usage", pattern=DD_METRIC_PATTERN)
     timeout_seconds: float = Field(default=10.0, gt=0)
+    # The rollup interval of every built-in query: both arms' points land on the same grid.
+    period_seconds: int = Field(default=60, ge=1, le=86400)
+    # HTTP 429: attempts in all, and the longest single wait between them.
+    rate_limit_attempts: int = Field(default=3, ge=1, le=10)
+    rate_limit_max_wait_seconds: float = Field(default=10.0, ge=0, le=60)
 
     @field_validator("version_tag")
     @classmethod
@@ -93,7 +134,8 @@ class DatadogProvider(MetricsProvider):
 
     def __init__(self, settings: dict, endpoint: Endpoint | None, *, conn_id: str | None = None, run=None):
         super().__init__(settings, endpoint, conn_id=conn_id, run=run)
-        self._answers: dict[tuple, float | None] = {}
+        self._answers: dict[tuple, Points | None] = {}
+        self.sleep = time.sleep  # how a 429 waits; tests record it instead
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -109,19 +151,19 @@ class DatadogProvider(MetricsProvider):
     def queries(self, check, version: str, window_seconds: int) -> dict[str, str]:
         """The queries for one arm of ``check``: {"requests", and "events" (a count per request) or "value"}."""
         s = self.settings
-        sel = self.selector(version)
-        out = {"requests": f"sum:{s.requests_metric}{{{sel}}}.as_count()"}
-        if check.query:
+        sel, p = self.selector(version), s.period_seconds
+        out = {"requests": f"sum:{s.requests_metric}{{{sel}}}.as_count().rollup(sum, {p})"}
+        if check.query:  # the user's own text, left as written (it may carry its own rollup)
             out["value"] = Template(check.query).safe_substitute(selector=sel, window=str(window_seconds))
         elif isinstance(check, ErrorRateCheck):
-            out["events"] = f"sum:{s.errors_metric}{{{sel}}}.as_count()"
-        elif isinstance(check, LatencyCheck):
-            out["value"] = f"{_QUANTILE_AGGREGATOR[check.quantile]}:{s.latency_metric}{{{sel}}}"
+            out["events"] = f"sum:{s.errors_metric}{{{sel}}}.as_count().rollup(sum, {p})"
+        elif isinstance(check, LatencyCheck):  # a distribution's percentile takes a rollup interval only
+            out["value"] = f"{_QUANTILE_AGGREGATOR[check.quantile]}:{s.latency_metric}{{{sel}}}.rollup({p})"
         elif isinstance(check, BusinessCheck):
-            out["events"] = f"sum:{check.metric}{{{sel}}}.as_count()"
+            out["events"] = f"sum:{check.metric}{{{sel}}}.as_count().rollup(sum, {p})"
         elif isinstance(check, ResourceCheck):
             metric = s.cpu_metric if check.resource == "cpu" else s.memory_metric
-            out["value"] = f"avg:{metric}{{{sel}}}"
+            out["value"] = f"avg:{metric}{{{sel}}}.rollup(avg, {p})"
         else:  # pragma: no cover
             raise MetricsError(f"datadog: no query for check kind {check.kind!r}")
         return out
@@ -146,7 +188,27 @@ class DatadogProvider(MetricsProvider):
         return scrub(str(text), secrets_of(self.endpoint))
 
     def _request(self, method: str, path: str, *, what: str, app_key: bool = True, **kwargs) -> dict:
-        """One call to the API → its JSON body. ``what`` names the request in errors (a query or path)."""
+        """One call to the API → its JSON body, HTTP 429 retried with backoff (then BackendUnavailable).
+        ``what`` names the request in errors (a query or path)."""
+        from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt
+
+        s = self.settings
+
+        def wait(state) -> float:  # what Datadog asks for, else 0.5 s, 1 s, 2 s…; at most the cap
+            reset = getattr(state.outcome.exception(), "reset", None)
+            backoff = 0.5 * 2 ** (state.attempt_number - 1)
+            return min(s.rate_limit_max_wait_seconds, reset if reset is not None else backoff)
+
+        retrying = Retrying(retry=retry_if_exception_type(_RateLimited), stop=stop_after_attempt(s.rate_limit_attempts),
+                            wait=wait, sleep=lambda seconds: self.sleep(seconds))
+        try:
+            return retrying(self._call, method, path, what=what, app_key=app_key, **kwargs)
+        except RetryError as e:
+            last = e.last_attempt.exception()
+            tries = f"{s.rate_limit_attempts} attempts" if s.rate_limit_attempts > 1 else "1 attempt"
+            raise BackendUnavailable(f"{last}; gave up after {tries}") from None
+
+    def _call(self, method: str, path: str, *, what: str, app_key: bool, **kwargs) -> dict:
         import requests
 
         api, app = self._keys()
@@ -161,10 +223,10 @@ class DatadogProvider(MetricsProvider):
             raise BackendUnavailable(f"datadog at {where} unreachable: {type(e).__name__}") from None
         code = response.status_code
         if code == 429:
-            reset = response.headers.get("X-RateLimit-Reset")
-            when = f"; the limit resets in {reset}s" if reset and reset.strip().isdigit() else ""
-            raise BackendUnavailable(f"datadog at {where} is rate limiting (HTTP 429){when}")
-        if code >= 500:
+            reset = (response.headers.get("X-RateLimit-Reset") or "").strip()
+            when = f"; the limit resets in {reset}s" if reset.isdigit() else ""
+            raise _RateLimited(f"datadog at {where} is rate limiting (HTTP 429){when}", float(reset) if reset.isdigit() else None)
+        if code >= 500 or code == 408:
             raise BackendUnavailable(f"datadog at {where} answered HTTP {code}")
         if code in (401, 403):
             raise MetricsError(f"Datadog refused the API/application key (HTTP {code})")
@@ -180,7 +242,7 @@ class DatadogProvider(MetricsProvider):
             raise MetricsError(f"datadog at {where} answered {what!r} with {type(body).__name__}, expected an object")
         return body
 
-    def _points_v1(self, query: str, start: float, end: float) -> list | None:
+    def _points_v1(self, query: str, start: float, end: float) -> Points | None:
         body = self._request("GET", "/api/v1/query", what=query,
                              params={"from": int(start), "to": int(end), "query": query})
         if body.get("status") == "error" or body.get("error"):
@@ -188,11 +250,14 @@ class DatadogProvider(MetricsProvider):
         series = body.get("series") or []
         if len(series) > 1:
             raise MetricsError(f"datadog: {query!r} returned {len(series)} series; the query must aggregate to one series")
-        return [point[1] for point in series[0].get("pointlist") or []] if series else None
+        if not series:
+            return None
+        pairs = [p for p in series[0].get("pointlist") or [] if isinstance(p, list) and len(p) >= 2]
+        return [(t / 1000.0, float(v)) for t, v, *_ in pairs if _finite(t, v)]
 
-    def _points_v2(self, query: str, start: float, end: float) -> list | None:
+    def _points_v2(self, query: str, start: float, end: float) -> Points | None:
         request = {"data": {"type": "timeseries_request", "attributes": {
-            "from": int(start * 1000), "to": int(end * 1000),
+            "from": int(start * 1000), "to": int(end * 1000), "interval": self.settings.period_seconds * 1000,
             "queries": [{"data_source": "metrics", "query": query, "name": "a"}],
             "formulas": [{"formula": "a"}],
         }}}
@@ -203,20 +268,30 @@ class DatadogProvider(MetricsProvider):
             raise MetricsError(self._scrub(f"datadog rejected {query!r}: {body['errors']}"))
         if len(series) > 1 or len(values) > 1:
             raise MetricsError(f"datadog: {query!r} returned {max(len(series), len(values))} series; the query must aggregate to one series")
-        return list(values[0] or []) if series and values else None
+        if not series or not values:
+            return None
+        times, points = attributes.get("times") or [], values[0] or []
+        if len(times) != len(points):
+            raise MetricsError(f"datadog answered {query!r} with {len(times)} times for {len(points)} values")
+        return [(t / 1000.0, float(v)) for t, v in zip(times, points) if _finite(t, v)]
 
-    def query(self, query: str, start: float, end: float, reduce: Literal["sum", "mean"]) -> float | None:
-        """One query over ``[start, end]`` (unix seconds) → one number; None when there is no data.
+    def points(self, query: str, start: float, end: float) -> Points | None:
+        """One query over ``[start, end]`` (unix seconds) → its non-null points ``[(unix seconds,
+        value)]``, oldest first; None when there is no series.
 
         Answers are kept per provider instance: checks that share a query over the same window (the
         requests count of every check) cost one API call, which matters under Datadog's rate limits.
         """
-        key = (query, start, end, reduce)
+        key = (query, start, end)
         if key not in self._answers:
             points = (self._points_v1 if self.settings.api == "v1" else self._points_v2)(query, start, end)
-            finite = [float(v) for v in points or [] if isinstance(v, (int, float)) and math.isfinite(v)]
-            self._answers[key] = (sum(finite) if reduce == "sum" else sum(finite) / len(finite)) if finite else None
+            self._answers[key] = sorted(points) if points is not None else None
         return self._answers[key]
+
+    def query(self, query: str, start: float, end: float, reduce: Literal["sum", "mean"]) -> float | None:
+        """One query over ``[start, end]`` → one number (the sum or mean of its points); None when no data."""
+        points = self.points(query, start, end)
+        return _total(points) if reduce == "sum" else _mean(points)
 
     def check_online(self) -> None:
         """Validate the API key (``/api/v1/validate``); both keys must be set. Read-only."""
@@ -231,19 +306,27 @@ class DatadogProvider(MetricsProvider):
         self._keys()
         plans = {"canary": self.queries(check, scope.canary_version, window),
                  "baseline": self.queries(check, scope.baseline_version, window)}
+        amount = isinstance(check, BusinessCheck) and check.unit == "amount"
         arms = {}
         for arm, q in plans.items():
-            requests = self.query(q["requests"], start, end, "sum")
+            requests_points = self.points(q["requests"], start, end)
+            requests = _total(requests_points)
             if "events" in q:
-                events = self.query(q["events"], start, end, "sum")
+                event_points = self.points(q["events"], start, end)
+                events = _total(event_points)
                 if events is None and requests is not None and isinstance(check, ErrorRateCheck):
                     events = 0.0  # Datadog has no errors series for a version without errors
                 value = events / requests if requests and events is not None else None
+                periods = None
+                if amount and events is not None:  # amount per request, per interval that had requests
+                    amounts = dict(event_points)
+                    periods = tuple((t, amounts.get(t, 0.0) / r) for t, r in requests_points or [] if r > 0) or None
                 shown = f"{q['events']} / {q['requests']}"
-                arms[arm] = ArmSample(value=value, requests=requests, events=events, query=shown)
+                arms[arm] = ArmSample(value=value, requests=requests, events=events, query=shown, periods=periods)
             else:
-                value = self.query(q["value"], start, end, "mean")
-                if value is not None and isinstance(check, LatencyCheck) and not check.query and self.settings.latency_unit == "ms":
-                    value /= 1000.0
-                arms[arm] = ArmSample(value=value, requests=requests, query=q["value"])
+                points = self.points(q["value"], start, end) or []
+                if isinstance(check, LatencyCheck) and not check.query and self.settings.latency_unit == "ms":
+                    points = [(t, v / 1000.0) for t, v in points]
+                arms[arm] = ArmSample(value=_mean(points), requests=requests, query=q["value"],
+                                      periods=tuple(points) or None)
         return Measurement(check=check.name, canary=arms["canary"], baseline=arms["baseline"], window_seconds=scope.window_seconds)
