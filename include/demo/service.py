@@ -11,6 +11,8 @@ Endpoints:
     GET  /metrics         Prometheus text exposition (hand written)
     GET  /version         {"version": ..., "track": ...}
     POST /admin/deploy    {"version": "v2"} with "Authorization: Bearer <token>"
+    POST /admin/metrics-outage  {"seconds": 6}, same token: /metrics answers 503 that long
+                          (a scrape gap, for fault tests; traffic is served as usual)
     GET  <anything else>  the "app": latency, random 500s, checkouts
 
 Counters are kept per version label, so after a deploy the old version's
@@ -115,6 +117,7 @@ class AppState:
         self.version = version
         self.series: dict[str, Series] = {version: Series()}
         self.started = time.time()
+        self.metrics_down_until = 0.0
 
     # -- behaviour ---------------------------------------------------------
     def current(self) -> tuple[str, dict[str, float]]:
@@ -257,7 +260,10 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/healthz":
             self._send(200, "ok\n")
         elif path == "/metrics":
-            self._send(200, self.state.render_metrics(), "text/plain; version=0.0.4; charset=utf-8")
+            if time.time() < self.state.metrics_down_until:
+                self._send(503, "metrics unavailable (a planned outage)\n")
+            else:
+                self._send(200, self.state.render_metrics(), "text/plain; version=0.0.4; charset=utf-8")
         elif path == "/version":
             version, _ = self.state.current()
             self._json(200, {"version": version, "track": self.state.track})
@@ -278,12 +284,29 @@ class Handler(BaseHTTPRequestHandler):
             self._json(413, {"error": "body too large"}, close=True)
             return
         body = self.rfile.read(n) if n else b""
-        if self._path() != "/admin/deploy":
+        if self._path() not in ("/admin/deploy", "/admin/metrics-outage"):
             self._json(404, {"error": "not found"})
             return
-        self._deploy(body)
+        if not self._authorized():
+            return
+        if self._path() == "/admin/metrics-outage":
+            self._metrics_outage(body)
+        else:
+            self._deploy(body)
 
-    def _deploy(self, body: bytes) -> None:
+    def _metrics_outage(self, body: bytes) -> None:
+        try:
+            seconds = float(json.loads(body.decode("utf-8") or "null")["seconds"])
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            self._json(400, {"error": 'body must be {"seconds": <number>}'})
+            return
+        if not 0 <= seconds <= 600:
+            self._json(400, {"error": "seconds must be within 0..600"})
+            return
+        self.state.metrics_down_until = time.time() + seconds
+        self._json(200, {"metrics_down_for": seconds, "track": self.state.track})
+
+    def _authorized(self) -> bool:
         token = self.state.admin_token
         given = self.headers.get("Authorization", "")
         expected = f"Bearer {token}"
@@ -295,7 +318,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
-            return
+            return False
+        return True
+
+    def _deploy(self, body: bytes) -> None:
         try:
             data = json.loads(body.decode("utf-8") or "null")
         except (UnicodeDecodeError, json.JSONDecodeError):
