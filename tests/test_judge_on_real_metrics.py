@@ -93,3 +93,12 @@ def test_a_canary_with_traffic_but_no_series_is_caught(demo_stack, monkeypatch):
     assert "no request series at all while it has 10% of traffic" in last.reason
     assert "wrong version label, or the canary is not scraped" in last.reason
     assert last.evidence["elapsed_seconds"] < 60 and SPLIT_FAILING in memory
+
+
+def test_the_metrics_outage_endpoint_needs_the_admin_token(demo_stack):
+    url = demo_stack.stable_url + "/admin/metrics-outage"
+    assert requests.post(url, json={"seconds": 5}, timeout=5).status_code == 401
+    assert requests.post(url, json={"seconds": 5}, headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 401
+    bad = requests.post(url, json={"seconds": -1}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5)
+    assert bad.status_code == 400
+    assert requests.get(demo_stack.stable_url + "/metrics", timeout=5).status_code == 200
