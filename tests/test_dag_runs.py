@@ -215,7 +215,7 @@ def test_metrics_backend_down_during_the_gate_rolls_back(stack, monkeypatch):
         server.shutdown()
     assert dag_run.state == "failed"
     assert states["gate_10"] == "failed" and states["rollback"] == "success"
-    assert "unreachable" in xcom(dag_run, "rollback")["reason"] and "down for" in xcom(dag_run, "rollback")["reason"]
+    assert "answered HTTP 503 (down for" in xcom(dag_run, "rollback")["reason"]
     assert canary_weight(stack) == 0
 
 
