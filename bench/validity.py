@@ -142,34 +142,33 @@ def run_histogram(p: dict, seed: str) -> Run:
 # -- one value per period (Datadog, CloudWatch) ----------------------------------------------------------
 
 class Periods:
-    """Per-period values over the window [shift + 5 s, look), on 60 s periods aligned to the clock
+    """Per-period values over the window [shift + 5 s, look), on ``period`` s periods aligned to the clock
     (the shift falls at a random second of a period). ``partial``: Datadog's shape, where the
     first and the in-progress period hold only the part inside the window; the in-progress one is
     drawn anew at each look from its requests so far (independent redraws: pessimistic, a real
     growing period changes less). Otherwise CloudWatch's shape: whole periods inside the window only."""
 
-    PERIOD = 60
-
-    def __init__(self, rng: random.Random, partial: bool, draw):
+    def __init__(self, rng: random.Random, partial: bool, draw, period: int = 60):
         self.rng, self.partial, self.draw = rng, partial, draw  # draw(rng, seconds) -> (canary, baseline, req_c, req_b)
-        self.shift = rng.randrange(self.PERIOD)  # the shift's second within its period, clock time
+        self.period = period
+        self.shift = rng.randrange(self.period)  # the shift's second within its period, clock time
         self.done: list[tuple[float, tuple]] = []  # finished periods: (start, values)
         self.requests = [0.0, 0.0]
 
     def at(self, t: int) -> tuple[tuple, tuple, float, float]:
         """(canary periods, baseline periods, canary requests, baseline requests) at look ``t``."""
         start, now = self.shift + SETTLE, self.shift + t
-        first = start // self.PERIOD * self.PERIOD
+        first = start // self.period * self.period
         if not self.partial and first < start:
-            first += self.PERIOD
-        next_start = first + self.PERIOD * len(self.done)
-        while next_start + self.PERIOD <= now:  # periods that finished since the last look
-            covered = next_start + self.PERIOD - max(next_start, start)
+            first += self.period
+        next_start = first + self.period * len(self.done)
+        while next_start + self.period <= now:  # periods that finished since the last look
+            covered = next_start + self.period - max(next_start, start)
             values = self.draw(self.rng, covered)
             self.done.append((next_start, values))
             self.requests[0] += values[2]
             self.requests[1] += values[3]
-            next_start += self.PERIOD
+            next_start += self.period
         periods = list(self.done)
         requests = list(self.requests)
         if self.partial and now > max(next_start, start):  # the in-progress period
@@ -191,7 +190,7 @@ def _run_periods(check, p: dict, seed: str, draw, scale: float | None = None) ->
     """Look every 10 s at the per-period values; ``scale``: also judge the values times ``scale``
     (cents for dollars) on the same data, and record whether any verdict differed."""
     rng = random.Random(seed)
-    periods = Periods(rng, p.get("partial", False), draw)
+    periods = Periods(rng, p.get("partial", False), draw, p.get("period", 60))
     gate, result, disagreed = _gate(p["weight"]), None, False
     for t in looks():
         c, b, rc, rb = periods.at(t)
@@ -428,6 +427,9 @@ def scenarios(healthy_reps: int = 1000, regression_reps: int = 200) -> list[Scen
         _scenario("amounts", "am-tol", "10% drop = min_ratio 0.9 (10% fewer purchases)", "healthy", "amounts", h,
                   ratio=0.9, **am),
         _scenario("amounts", "am-30", "30% drop (min_ratio 0.9)", "regression", "amounts", r, ratio=0.7, **am),
+        _scenario("amounts", "am-aa-50", "A/A at 50% weight", "healthy", "amounts", h, ratio=1.0, **{**am, "weight": 50}),
+        _scenario("amounts", "am-tol-30s", "10% drop = min_ratio 0.9, 30 s periods (Prometheus' default)", "healthy",
+                  "amounts", h, ratio=0.9, period=30, **am),
     ]
     # error rate
     er = dict(baseline_rate=0.01, max_increase_pp=0.5, weight=5, **base)
@@ -545,7 +547,13 @@ def print_rows(all_scenarios: list[Scenario], results: dict[str, list[Run]]) -> 
             else:  # 0 of 100 already has an upper CI of 3.7%: the CI target needs the full run
                 verdict = "met" if rate_met else "MISSED"
                 ci = f"upper CI {100 * hi:.2f}% (judged at 1,000 runs only; {n} here)"
-            targets.append(f"  {s.key:<12} false fail {100 * len(fails) / n:.2f}% <= {100 * s.alpha:g}%, {ci}: {verdict}")
+            line = f"  {s.key:<12} false fail {100 * len(fails) / n:.2f}% <= {100 * s.alpha:g}%, {ci}: {verdict}"
+            if inconclusive / n > s.alpha:  # not a FAIL, but the timeout policy would roll these back
+                lo, hi = wilson(out, n)
+                line += (f"; timeout rollbacks above alpha: {100 * out / n:.1f}% [{100 * lo:.1f}%, {100 * hi:.1f}%] "
+                         f"out of bounds (held at any gate), {100 * inconclusive / n:.1f}% inconclusive (held at "
+                         f"the last gate)")
+            targets.append(line)
         else:
             times = [r.fail_at for r in fails]
             when = (f"; time to FAIL mean {statistics.fmean(times):.0f} s, median {statistics.median(times):.0f} s, "
