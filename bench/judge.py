@@ -4,6 +4,7 @@ simulated request streams.
     .venv/bin/python bench/judge.py                # full run (about 2 minutes on 2 cores)
     .venv/bin/python bench/judge.py --quick        # a smoke test with few replications
     .venv/bin/python bench/judge.py --sensitivity  # more settings of ours, on A/A and the target scenario
+    .venv/bin/python bench/judge.py --only low-aa,low-err3   # some scenarios only (keys as in scenarios())
 
 Prints the settings, one block per scenario with the strategies side by side (our judge in two
 configurations, the Flagger-style rule, fixed bake times), a line per target (met / missed, and
@@ -86,6 +87,8 @@ def scenarios() -> list[Scenario]:
 OURS = OursConfig(poke_interval=10, bake_time=60, gate_timeout=900, alpha=0.01, pass_alpha=0.05)
 # Ablation: every gate needs positive evidence (evidence_at: every_gate).
 OURS_EVERY_GATE = replace(OURS, evidence_at="every_gate")
+# Ablation: without the evidence planner (plan: off), every gate times out at the spec's 15 min.
+OURS_PLAN_OFF = replace(OURS, plan="off")
 FIXED = FixedConfig(bake_time=300, alpha=0.05, max_increase_pp=0.5, p99_max_ratio=1.2)
 
 
@@ -104,6 +107,7 @@ def flagger_config(baseline: Arm) -> FlaggerConfig:
 STRATEGIES = {
     "ours": ("ours", OURS, "ours (defaults)"),
     "ours-every-gate": ("ours", OURS_EVERY_GATE, "ours (every gate)"),
+    "ours-plan-off": ("ours", OURS_PLAN_OFF, "ours (plan off)"),
     "flagger": ("flagger", None, "flagger"),
     "fixed": ("fixed", FIXED, "fixed bake"),
 }
@@ -243,6 +247,7 @@ def settings_text() -> str:
         "  buckets 5ms..2.5s,+Inf; baseline error rate 1%. Steps 1,5,25,50 -> promote (target scenario: 5,25,50 -> promote).",
         f"ours (defaults):       {OURS.describe()}",
         f"ours (every gate):     {OURS_EVERY_GATE.describe()}",
+        f"ours (plan off):       {OURS_PLAN_OFF.describe()}",
         f"flagger:               {fl.describe()} (baseline + 0.5 pp as a success rate; p99 max = 1.2 x baseline "
         f"Prometheus p99; the docs' example values are 99% and 500 ms)",
         f"fixed bake:            {FIXED.describe()}",
@@ -294,13 +299,40 @@ def print_summary(all_scenarios: list[Scenario], strategies: dict, summaries: di
         print(f"| {scenario.label} | {second} | " + " | ".join(cells_b) + " |")
 
 
-def target_lines(summaries: dict, strategies: dict) -> list[str]:
+def low_traffic_lines(summaries: dict, strategies: dict) -> list[str]:
+    """Issue 11's low-traffic targets: <= 5% false rollbacks on low-aa, >= 95% detection on low-err3."""
     lines = []
+    for name, (kind, _, label) in strategies.items():
+        if kind != "ours":
+            continue
+        if ("low-aa", name) in summaries:
+            o = summaries[("low-aa", name)]
+            lo, hi = wilson(o.rolled_back, o.n)
+            verdict = "met" if o.rollback_rate <= 0.05 else f"MISSED by {100 * (o.rollback_rate - 0.05):.1f} pp"
+            lines.append(f"- [{label}] false rollback rate on low-traffic A/A <= 5%: {_pct(o.rollback_rate)} "
+                         f"({o.rolled_back}/{o.n}, 95% CI {100 * lo:.1f}-{100 * hi:.1f}%; mean time to promote "
+                         f"{_min(o.mean_promote())}): {verdict}")
+        if ("low-err3", name) in summaries:
+            o = summaries[("low-err3", name)]
+            lo, hi = wilson(o.rolled_back, o.n)
+            verdict = "met" if o.rollback_rate >= 0.95 else f"MISSED by {100 * (0.95 - o.rollback_rate):.1f} pp"
+            lines.append(f"- [{label}] low-traffic 1% -> 3% rolled back >= 95%: {_pct(o.rollback_rate)} "
+                         f"({o.rolled_back}/{o.n}, 95% CI {100 * lo:.1f}-{100 * hi:.1f}%; {o.at_timeout} at a timeout; "
+                         f"mean bad requests {o.mean_bad():.1f}): {verdict}")
+    return lines
+
+
+def target_lines(summaries: dict, strategies: dict) -> list[str]:
+    lines = low_traffic_lines(summaries, strategies)
+    if not all((key, "flagger") in summaries and (key, "fixed") in summaries for key in ("aa", "err3@5")):
+        return lines  # --only left out a scenario the other targets compare on
     fl = summaries[("aa", "flagger")]
     fx = summaries[("aa", "fixed")].mean_promote()
     fb = summaries[("err3@5", "flagger")]
     for name, (kind, _, label) in strategies.items():
         if kind != "ours":
+            continue
+        if ("aa", name) not in summaries or ("err3@5", name) not in summaries:
             continue
         o = summaries[("aa", name)]
         lo, hi = wilson(o.rolled_back, o.n)
@@ -344,6 +376,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="few replications, for a smoke test")
     parser.add_argument("--sensitivity", action="store_true",
                         help="instead: more settings of ours, on A/A steady and the target scenario only")
+    parser.add_argument("--only", default="", help="comma-separated scenario keys, e.g. low-aa,low-err3 (default: all)")
+    parser.add_argument("--strategies", default="",
+                        help="comma-separated strategy names, e.g. ours,ours-plan-off (default: all)")
+    parser.add_argument("--reps", type=int, default=0, help="runs per scenario (default: each scenario's own)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all CPUs)")
     args = parser.parse_args(argv)
 
@@ -353,6 +389,20 @@ def main(argv=None) -> int:
     if args.sensitivity:
         strategies = SENSITIVITY
         all_scenarios = [replace(s, reps=100) for s in all_scenarios if s.key in ("aa", "err3@5")]
+    if args.only:
+        keys = [k.strip() for k in args.only.split(",") if k.strip()]
+        unknown = sorted(set(keys) - {s.key for s in scenarios()})
+        if unknown:
+            parser.error(f"unknown scenario(s) {unknown}; valid: {[s.key for s in scenarios()]}")
+        all_scenarios = [s for s in all_scenarios if s.key in keys]
+    if args.strategies:
+        names = [k.strip() for k in args.strategies.split(",") if k.strip()]
+        unknown = sorted(set(names) - set(strategies))
+        if unknown:
+            parser.error(f"unknown strategy(ies) {unknown}; valid: {list(strategies)}")
+        strategies = {k: v for k, v in strategies.items() if k in names}
+    if args.reps > 0:
+        all_scenarios = [replace(s, reps=args.reps) for s in all_scenarios]
     if args.quick:
         all_scenarios = [replace(s, reps=max(4, s.reps // 10)) for s in all_scenarios]
     results = run_all(all_scenarios, strategies, args.jobs)

@@ -9,7 +9,8 @@ every strategy and not counted).
 
 - ``run_ours``: this project's judge (``canary_operators.judge.judge``), called the way
   ``MetricGate.poke`` calls it: every poke interval, over the step's window from the shift plus
-  ``settle_time`` to now, with ``Gate(weight, baked, timed_out, hard_timed_out)``.
+  ``settle_time`` to now, with ``Gate(weight, baked, timed_out, hard_timed_out)``. With
+  ``plan: adapt`` each gate's timeout comes from the evidence planner, as preflight plans it.
 - ``run_flagger``: Flagger's canary analysis, from its docs and scheduler (fluxcd/flagger
   pkg/controller/scheduler.go, scheduler_metrics.go): every ``interval`` the builtin checks run
   over the last ``interval``; a failed check (including "no values found") increments
@@ -30,7 +31,8 @@ from statistics import NormalDist
 
 from canary_operators.judge import Gate, Outcome, judge
 from canary_operators.measurement import ArmSample, Measurement
-from canary_operators.spec import ErrorRateCheck, LatencyCheck, SampleRatioSpec
+from canary_operators.planner import Plan, Traffic, plan_gates
+from canary_operators.spec import BackendSpec, ErrorRateCheck, LatencyCheck, ReleaseSpec, SampleRatioSpec
 from canary_operators.stats import histogram_quantile
 
 from bench.simulator import ArmWindow, Stream
@@ -70,6 +72,8 @@ class OursConfig:
     on_inconclusive: str = "rollback"
     evidence_at: str = "last_gate"
     sample_ratio: SampleRatioSpec = field(default_factory=SampleRatioSpec)
+    plan: str = "adapt"  # the evidence planner, as preflight applies it (spec default)
+    plan_max_gate_timeout: int = 3600
 
     def checks(self) -> tuple:
         policies = dict(on_no_data=self.on_no_data, on_inconclusive=self.on_inconclusive)
@@ -86,7 +90,26 @@ class OursConfig:
                 f"alpha {self.alpha:g}, pass_alpha {self.pass_alpha:g}; p99 ratio <= {self.p99_max_ratio:g} "
                 f"(alpha {self.alpha:g}); min_requests {self.min_requests}; on_no_data={self.on_no_data}, "
                 f"on_inconclusive={self.on_inconclusive}; evidence needed at {self.evidence_at.replace('_', ' ')}; sample ratio +-{self.sample_ratio.tolerance:.0%} "
-                f"(alpha {self.sample_ratio.alpha:g})")
+                f"(alpha {self.sample_ratio.alpha:g}); plan: {self.plan}"
+                + (f" (gate timeouts up to {self.plan_max_gate_timeout}s)" if self.plan == "adapt" else ""))
+
+    def release(self, steps: list[int]) -> ReleaseSpec:
+        """The spec these settings stand for, for the evidence planner."""
+        return ReleaseSpec(name="bench", router=BackendSpec(type="bench"), metrics=BackendSpec(type="bench"),
+                           steps=steps, bake_time=self.bake_time, gate_timeout=self.gate_timeout,
+                           poke_interval=self.poke_interval, evidence_at=self.evidence_at, plan=self.plan,
+                           plan_max_gate_timeout=self.plan_max_gate_timeout, settle_time=self.settle_time,
+                           checks=list(self.checks()), sample_ratio=self.sample_ratio)
+
+
+PREFLIGHT_WINDOW = 600  # preflight reads the stable arm's traffic over the last 10 minutes
+
+
+def plan_for(stream: Stream, steps: list[int], cfg: OursConfig) -> Plan:
+    """The plan preflight would make: the mean total rate over the 10 minutes before the rollout
+    (all of it on stable) and the baseline's error rate."""
+    rps = sum(stream.rate(t) for t in range(-PREFLIGHT_WINDOW, 0)) / PREFLIGHT_WINDOW
+    return plan_gates(cfg.release(steps), steps, cfg.bake_time, Traffic(rps, stream.arms["baseline"].error_rate))
 
 
 def measurements(win: dict[str, ArmWindow], seconds: float) -> dict[str, Measurement]:
@@ -113,9 +136,11 @@ def run_ours(stream: Stream, steps: list[int], cfg: OursConfig = OursConfig()) -
     checks = cfg.checks()
     t = 0
     gate_steps = [s for s in steps if s < 100]
+    plan = plan_for(stream, steps, cfg) if cfg.plan != "off" else None
     started = 0
     for weight in gate_steps:
         shifted = t
+        timeout = (plan.gate_timeout(weight) if plan else None) or cfg.gate_timeout
         while True:
             t += cfg.poke_interval
             if t > MAX_SECONDS:
@@ -129,8 +154,8 @@ def run_ours(stream: Stream, steps: list[int], cfg: OursConfig = OursConfig()) -
             else:
                 observed = {check.name: None for check in checks}
             step_counts = measurements(stream.window(t - step_window, t), step_window)["errors"] if step_window > 0 else None
-            gate = Gate(weight=weight, baked=elapsed >= cfg.bake_time, timed_out=elapsed >= cfg.gate_timeout,
-                        hard_timed_out=elapsed >= 2 * cfg.gate_timeout,
+            gate = Gate(weight=weight, baked=elapsed >= cfg.bake_time, timed_out=elapsed >= timeout,
+                        hard_timed_out=elapsed >= 2 * timeout,
                         final=cfg.evidence_at == "every_gate" or weight == gate_steps[-1])
             decision = judge(checks, observed, gate, cfg.sample_ratio, 1.0, step_counts)
             if decision.outcome is Outcome.ROLLBACK:

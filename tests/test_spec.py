@@ -238,12 +238,14 @@ def test_safety_defaults_and_derived_timeouts():
     # Without approval a run may still ask before 100% (conf adds it); with approval, at the spec's points.
     assert spec.approval_points == [100]
     assert parse_spec(spec_with(approval={"before": [25, 100]}), "web.yaml").approval_points == [25, 100]
-    # A gate waits at most gate_timeout, or twice that when a check may hold.
+    # A gate waits at most gate_timeout, or twice that when a check may hold; with plan: adapt (the
+    # default), the longest timeout the evidence planner may give it.
     never_holds = [{"name": "e", "kind": "error_rate", "on_no_data": "rollback", "on_error": "rollback",
                     "on_inconclusive": "rollback"}]
-    assert parse_spec(spec_with(checks=never_holds), "web.yaml").gate_task_timeout == spec.gate_timeout
+    assert parse_spec(spec_with(checks=never_holds, plan="off"), "web.yaml").gate_task_timeout == spec.gate_timeout
     holds = [{**never_holds[0], "on_no_data": "hold"}]
-    assert parse_spec(spec_with(checks=holds), "web.yaml").gate_task_timeout == 2 * spec.gate_timeout
+    assert parse_spec(spec_with(checks=holds, plan="off"), "web.yaml").gate_task_timeout == 2 * spec.gate_timeout
+    assert parse_spec(spec_with(checks=holds), "web.yaml").gate_task_timeout == 2 * spec.plan_max_gate_timeout
 
 
 def test_approval_points_must_be_steps():

@@ -21,6 +21,7 @@ raises, because a real DAG processor marks every DAG of a file that raises as st
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -35,6 +36,7 @@ from canary_operators.exceptions import SpecError
 from canary_operators.operators import ApproveStep, CompleteRollout, DeployCanary, MetricGate, Preflight, Promote, Rollback, ShiftTraffic
 from canary_operators.operators.common import PREFLIGHT_TASK
 from canary_operators.operators.rollback import ROLLBACK_POOL, ROLLBACK_PRIORITY
+from canary_operators.planner import form_text
 from canary_operators.spec import VERSION_SCHEMA_PATTERN, ReleaseSpec, display_path, load_spec
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,29 @@ def invalid_dag_id(stem: str) -> str:
     return "canary_" + re.sub(r"[^A-Za-z0-9_.-]", "_", stem)[:200]
 
 
+# What the evidence planner reads of a spec: specs that agree on these share one static plan.
+_PLAN_FIELDS = {"steps", "bake_time", "gate_timeout", "settle_time", "evidence_at", "plan", "plan_max_gate_timeout", "checks"}
+
+
+@functools.lru_cache(maxsize=1024)
+def _static_plan(fields_json: str) -> str:
+    spec = ReleaseSpec.model_validate({**json.loads(fields_json), "name": "plan", "router": {"type": "-"},
+                                       "metrics": {"type": "-"}})
+    return form_text(spec)
+
+
+def static_plan(spec: ReleaseSpec) -> str:
+    """The evidence planner's short plan at a few traffic levels, from the spec alone (the trigger
+    form); empty with plan: off. Cached: parsing many specs plans each distinct setting once."""
+    if spec.plan == "off":
+        return ""
+    try:
+        return _static_plan(spec.model_dump_json(include=_PLAN_FIELDS))
+    except Exception:  # noqa: BLE001 - advice only; never a reason for a spec's DAG not to load
+        log.exception("evidence planner: no static plan for %s", spec.name)
+        return ""
+
+
 def _params(spec: ReleaseSpec) -> dict:
     """The trigger form. The API refuses conf that breaks these schemas with HTTP 400."""
     needs_version = spec.default_version is None and spec.candidate_variable is None
@@ -101,7 +126,8 @@ def _params(spec: ReleaseSpec) -> dict:
         ),
         "steps": Param(
             None, title="Steps (override)", section="Rollout",
-            description=f"Canary weights in %, a subset of the spec's {spec.steps}, ending at 100. Empty: all of them.",
+            description=f"Canary weights in %, a subset of the spec's {spec.steps}, ending at 100. Empty: all of them. "
+                        + static_plan(spec),
             type=["null", "array"], items={"type": "integer", "enum": spec.steps}, uniqueItems=True, minItems=2,
             allOf=[{"contains": {"const": 100}}, {"contains": {"maximum": 99}}],
         ),
@@ -137,6 +163,8 @@ def build_dag(spec: ReleaseSpec, source: str = "") -> DAG:
         f"Steps: {' → '.join(f'{s}%' for s in spec.steps)}; bake {spec.bake_time:g}s, gate timeout {spec.gate_timeout:g}s; "
         f"router `{spec.router.type}`, metrics `{spec.metrics.type}`; checks: {', '.join(c.name for c in spec.checks)}."
     )
+    if static_plan(spec):
+        doc += f"\n\n{static_plan(spec)} Each run plans again at the live traffic, in preflight's log."
     with DAG(
         dag_id=spec.dag_id,
         description=(spec.description or f"Canary release of {spec.name}")[:200],

@@ -317,9 +317,11 @@ class ReleaseSpec(_Strict):
 
     @property
     def gate_task_timeout(self) -> float:
-        """How long a gate may wait at most: the gate timeout, twice that when a check may hold."""
+        """How long a gate may wait at most: the gate timeout (with plan: adapt, the longest the
+        evidence planner may give it), twice that when a check may hold."""
         holds = any("hold" in (c.on_no_data, c.on_error, c.on_inconclusive) for c in self.checks)
-        return (2 if holds else 1) * self.gate_timeout
+        longest = max(self.gate_timeout, self.plan_max_gate_timeout) if self.plan == "adapt" else self.gate_timeout
+        return (2 if holds else 1) * longest
 
     @property
     def silence_limit(self) -> float:

@@ -17,8 +17,10 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
 from canary_operators.judge import Outcome
-from canary_operators.operators.common import RecordsFailure, run_conf_of, run_id_of
+from canary_operators.operators.common import PREFLIGHT_TASK, RecordsFailure, run_conf_of, run_id_of
 from canary_operators.operators.gate_evaluation import evaluate_gate, reset_to_stable
+from canary_operators.operators.preflight import PLAN_KEY
+from canary_operators.planner import planned_gate_timeout
 from canary_operators.spec import ReleaseSpec
 
 EVIDENCE_KEY = "evidence"
@@ -36,6 +38,8 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         # The judge applies the timeout policies itself, measured from the shift. This bounds the
         # exposure when nobody judges (no triggerer running): the trigger times out and the task
         # fails, and the undo puts traffic back.
+        # With plan: adapt, the longest gate timeout the evidence planner may give (a deferred gate
+        # waits only as long as its planned timeout needs).
         kwargs.setdefault("timeout", release.gate_task_timeout + GATE_TIMEOUT_MARGIN)
         kwargs.setdefault("mode", "reschedule" if release.gate_mode == "reschedule" else "poke")
         super().__init__(**kwargs)
@@ -44,6 +48,7 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         self.shift_task_id = shift_task_id
         self.deferrable = release.gate_mode == "deferrable"
         self._look_memory: dict[str, float] = {}  # what spans looks: outages, a failing split
+        self._planned: tuple[float | None] | None = None  # this gate's planned timeout, once read
 
     def execute(self, context):
         try:
@@ -65,14 +70,36 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         times = [s["shifted_at"] for s in shifts if isinstance(s, dict) and not s.get("skipped") and "shifted_at" in s]
         return min(times) if times else None
 
+    def _gate_timeout(self, context) -> float | None:
+        """This gate's timeout from preflight's evidence plan (plan: adapt), else None: the spec's."""
+        if self._planned is None:
+            timeout = None
+            if self.release.plan == "adapt":
+                plan = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK, key=PLAN_KEY)
+                timeout = planned_gate_timeout(plan, self.weight)
+                if timeout and timeout != self.release.gate_timeout:
+                    self.log.info("gate at %d%%: timeout %.0fs from the evidence plan (spec %.0fs)",
+                                  self.weight, timeout, self.release.gate_timeout)
+            self._planned = (timeout,)
+        return self._planned[0]
+
+    def _trigger_timeout(self, gate_timeout: float | None) -> float:
+        """How long a deferred gate may wait in the triggerer: its (planned) timeout, twice that
+        when a check may hold, plus the margin; never beyond the task's own timeout."""
+        holds = any("hold" in (c.on_no_data, c.on_error, c.on_inconclusive) for c in self.release.checks)
+        planned = (2 if holds else 1) * (gate_timeout or self.release.gate_timeout) + GATE_TIMEOUT_MARGIN
+        return min(self.timeout, planned)
+
     def _execute(self, context):
         run = run_conf_of(context)
         if not run.takes_step(self.weight):
             self.log.info("step %d%% is not in this run's steps %s; nothing to judge", self.weight, run.steps)
             return {"weight": self.weight, "outcome": "skipped", "reason": f"not in this run's steps {run.steps}"}
         shifted_at = self._shifted_at(context)
+        gate_timeout = self._gate_timeout(context)
         if run.dry_run:
-            look = evaluate_gate(self.release, run, self.weight, shifted_at, {}, self.log, self._rollout_started_at(context))
+            look = evaluate_gate(self.release, run, self.weight, shifted_at, {}, self.log, self._rollout_started_at(context),
+                                 gate_timeout=gate_timeout)
             evidence = {**look.evidence, "dry_run": True}
             context["ti"].xcom_push(key=EVIDENCE_KEY, value=evidence)
             self.log.info("dry run: the gate would %s now: %s", look.outcome.value, look.reason)
@@ -85,15 +112,16 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
                     release=self.release.model_dump(mode="json"), run=run.model_dump(mode="json"),
                     weight=self.weight, shifted_at=shifted_at, poke_interval=self.release.poke_interval,
                     rollout_started_at=self._rollout_started_at(context),
-                    run_id=run_id_of(context), task_id=self.task_id,
+                    run_id=run_id_of(context), task_id=self.task_id, gate_timeout=gate_timeout,
                 ),
                 method_name="execute_complete",
-                timeout=timedelta(seconds=self.timeout),
+                timeout=timedelta(seconds=self._trigger_timeout(gate_timeout)),
             )
         return super().execute(context)
 
     def waited_too_long(self, kind: str) -> str:
-        return f"gate at {self.weight}% {kind} in the triggerer after {self.timeout:g}s without a verdict"
+        return (f"gate at {self.weight}% {kind} in the triggerer without a verdict (it may wait its gate timeout, "
+                f"planned or the spec's, plus {GATE_TIMEOUT_MARGIN:g}s)")
 
     def execute_complete(self, context, event: dict):
         try:
@@ -113,7 +141,7 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
 
         run = run_conf_of(context)
         look = evaluate_gate(self.release, run, self.weight, self._shifted_at(context), self._look_memory,
-                             self.log, self._rollout_started_at(context))
+                             self.log, self._rollout_started_at(context), gate_timeout=self._gate_timeout(context))
         context["ti"].xcom_push(key=EVIDENCE_KEY, value=look.evidence)
         if look.outcome is Outcome.ROLLBACK:
             record = reset_to_stable(self.release, run, self.weight, f"{self.task_id}: {look.reason}", self.log,

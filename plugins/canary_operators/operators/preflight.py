@@ -1,6 +1,8 @@
-"""Preflight: validate the run's conf, check both backends, and require a safe start."""
+"""Preflight: validate the run's conf, check both backends, require a safe start, and plan the gates."""
 
 from __future__ import annotations
+
+import time
 
 from airflow.sdk import Variable
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -14,8 +16,33 @@ from canary_operators.operators.common import (
     run_id_of,
     stable_version_variable,
 )
-from canary_operators.spec import resolve_run_conf
+from canary_operators.metrics import Scope
+from canary_operators.planner import Plan, Traffic, plan_gates
+from canary_operators.secrets import scrub_error
+from canary_operators.spec import ErrorRateCheck, ReleaseSpec, RunConf, resolve_run_conf
 from canary_operators.status import read_status, write_status
+
+PLAN_KEY = "plan"  # preflight's XCom: the evidence plan (Plan.to_dict); the gates read their timeouts
+TRAFFIC_WINDOW = 600.0  # the live traffic the planner reads: the last 10 minutes
+# Request and error counts per arm, as the sample-ratio check reads them (built-in query).
+_TRAFFIC = ErrorRateCheck(name="planner_traffic", kind="error_rate", min_requests=0)
+
+
+def read_traffic(release: ReleaseSpec, run: RunConf, now: float | None = None) -> Traffic:
+    """Live traffic over the last 10 minutes (at 0% canary: all of it on stable). Never raises:
+    traffic that cannot be read is unknown, and the gates keep the spec's timeouts."""
+    try:
+        m = build_provider(release, run).measure(
+            _TRAFFIC, Scope(run.version, run.stable_version, TRAFFIC_WINDOW, now or time.time()))
+    except Exception as e:  # noqa: BLE001 - planning is advice; it never fails the run
+        return Traffic(None, source=f"the metrics provider could not be read: {scrub_error(e)}")
+    stable = m.baseline
+    if not stable.requests or stable.events is None:
+        return Traffic(None, source=f"no request or error counts for stable {run.stable_version} in the last "
+                                    f"{TRAFFIC_WINDOW / 60:.0f} min")
+    total = stable.requests + (m.canary.requests or 0.0)  # a canary left above 0% served some of it
+    return Traffic(total / TRAFFIC_WINDOW, stable.events / stable.requests,
+                   source=f"stable {run.stable_version}, last {TRAFFIC_WINDOW / 60:.0f} min")
 
 
 class Preflight(ReleaseOperator):
@@ -54,7 +81,18 @@ class Preflight(ReleaseOperator):
             "preflight ok: release %s version %s against stable %s; %s router answers (canary at %d%%), %s answers",
             run.release, run.version, run.stable_version, self.release.router.type, weight, self.release.metrics.type,
         )
+        if self.release.plan != "off":
+            context["ti"].xcom_push(key=PLAN_KEY, value=self._plan(run).to_dict())
         return run.model_dump()
+
+    def _plan(self, run: RunConf) -> Plan:
+        """The evidence plan at live traffic, in the log; the gates read their timeouts from it."""
+        plan = plan_gates(self.release, run.steps, run.bake_time, read_traffic(self.release, run))
+        for line in plan.lines:
+            self.log.info("%s", line)
+        for warning in plan.warnings:
+            self.log.warning("evidence planner: %s", warning)
+        return plan
 
     def _safe_start(self, context, run, router, weight: int) -> int:
         run_id = run_id_of(context)

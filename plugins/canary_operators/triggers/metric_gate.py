@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 
 class MetricGateTrigger(BaseTrigger):
     def __init__(self, release: dict, run: dict, weight: int, shifted_at: float, poke_interval: float,
-                 rollout_started_at: float | None = None, run_id: str | None = None, task_id: str | None = None):
+                 rollout_started_at: float | None = None, run_id: str | None = None, task_id: str | None = None,
+                 gate_timeout: float | None = None):
         super().__init__()
+        self.gate_timeout = gate_timeout  # from the evidence plan; None: the spec's
         self.rollout_started_at = rollout_started_at
         self.release = release
         self.run_conf = run
@@ -36,7 +38,8 @@ class MetricGateTrigger(BaseTrigger):
             "canary_operators.triggers.metric_gate.MetricGateTrigger",
             {"release": self.release, "run": self.run_conf, "weight": self.weight,
              "shifted_at": self.shifted_at, "poke_interval": self.poke_interval,
-             "rollout_started_at": self.rollout_started_at, "run_id": self.run_id, "task_id": self.task_id},
+             "rollout_started_at": self.rollout_started_at, "run_id": self.run_id, "task_id": self.task_id,
+             "gate_timeout": self.gate_timeout},
         )
 
     def _parsed(self):
@@ -55,7 +58,7 @@ class MetricGateTrigger(BaseTrigger):
         while True:
             looks += 1
             look = await asyncio.to_thread(evaluate_gate, release, run, self.weight, self.shifted_at,
-                                             memory, log, self.rollout_started_at)
+                                             memory, log, self.rollout_started_at, gate_timeout=self.gate_timeout)
             if look.outcome is Outcome.ROLLBACK:
                 record = await asyncio.to_thread(reset_to_stable, release, run, self.weight,
                                                  f"{self.task_id or 'gate'}: {look.reason}", log, self.run_id)
