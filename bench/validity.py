@@ -154,6 +154,7 @@ class Periods:
         self.shift = rng.randrange(self.period)  # the shift's second within its period, clock time
         self.done: list[tuple[float, tuple]] = []  # finished periods: (start, values)
         self.requests = [0.0, 0.0]
+        self.totals = [0.0, 0.0]  # sum of value x requests: the window's amount, for amounts
 
     def at(self, t: int) -> tuple[tuple, tuple, float, float]:
         """(canary periods, baseline periods, canary requests, baseline requests) at look ``t``."""
@@ -168,20 +169,28 @@ class Periods:
             self.done.append((next_start, values))
             self.requests[0] += values[2]
             self.requests[1] += values[3]
+            self.totals[0] += (values[0] or 0.0) * values[2]
+            self.totals[1] += (values[1] or 0.0) * values[3]
             next_start += self.period
         periods = list(self.done)
-        requests = list(self.requests)
+        requests, self.last_totals = list(self.requests), list(self.totals)
         if self.partial and now > max(next_start, start):  # the in-progress period
             values = self.draw(self.rng, now - max(next_start, start))
             periods.append((next_start, values))
             requests[0] += values[2]
             requests[1] += values[3]
+            self.last_totals[0] += (values[0] or 0.0) * values[2]
+            self.last_totals[1] += (values[1] or 0.0) * values[3]
         canary = tuple((s, v[0]) for s, v in periods if v[0] is not None and v[1] is not None)
         baseline = tuple((s, v[1]) for s, v in periods if v[0] is not None and v[1] is not None)
         return canary, baseline, requests[0], requests[1]
 
 
-def _period_sample(periods: tuple, requests: float) -> ArmSample:
+def _period_sample(periods: tuple, requests: float, total: float | None = None) -> ArmSample:
+    """One arm as a provider gives it; ``total``: an amount's sum over the window (``events``)."""
+    if total is not None:
+        return ArmSample(value=total / requests if requests else None, requests=requests, query="", periods=periods,
+                         events=total)
     value = statistics.fmean(v for _, v in periods) if periods else None
     return ArmSample(value=value, requests=requests, query="", periods=periods)
 
@@ -194,11 +203,13 @@ def _run_periods(check, p: dict, seed: str, draw, scale: float | None = None) ->
     gate, result, disagreed = _gate(p["weight"]), None, False
     for t in looks():
         c, b, rc, rb = periods.at(t)
-        result = evaluate_check(check, Measurement(check.name, _period_sample(c, rc), _period_sample(b, rb), t - SETTLE), gate)
+        tc, tb = periods.last_totals if scale is not None else (None, None)  # amounts carry their totals
+        result = evaluate_check(check, Measurement(check.name, _period_sample(c, rc, tc), _period_sample(b, rb, tb),
+                                                   t - SETTLE), gate)
         if scale is not None:
             scaled = [tuple((s, v * scale) for s, v in arm) for arm in (c, b)]
-            other = evaluate_check(check, Measurement(check.name, _period_sample(scaled[0], rc),
-                                                      _period_sample(scaled[1], rb), t - SETTLE), gate)
+            other = evaluate_check(check, Measurement(check.name, _period_sample(scaled[0], rc, tc * scale),
+                                                      _period_sample(scaled[1], rb, tb * scale), t - SETTLE), gate)
             disagreed = disagreed or other.verdict is not result.verdict
         if result.verdict is Verdict.FAIL:
             return _end(t, result, disagreed=disagreed)

@@ -215,23 +215,47 @@ def test_resource_ratio_on_periods():
 REVENUE = BusinessCheck(name="revenue", kind="business", metric="revenue_total", unit="amount", min_ratio=0.9, min_requests=100)
 
 
-@pytest.mark.parametrize("unit_scale", [1, 100])  # dollars, cents
-def test_an_amount_gives_the_same_verdict_in_any_unit(unit_scale):
-    # Revenue per request 10% down (exactly min_ratio) in every period, with noise: never proven bad.
-    canary = [v * unit_scale for v in (0.90, 0.95, 0.86, 0.91, 0.88, 0.93)]
-    baseline = [1.0 * unit_scale] * 6
-    r = evaluate_check(REVENUE, periods("revenue", canary, baseline), BAKED)
-    assert r.verdict is Verdict.PASS and "2 of 6 paired periods out of bounds" in r.reason
-    dropped = evaluate_check(REVENUE, periods("revenue", [0.7 * unit_scale] * 14, baseline * 3), BAKED)
-    assert dropped.verdict is Verdict.FAIL
+def amounts(canary_per_period, baseline_per_period, canary_n=6000.0, baseline_n=60000.0, scale=1.0):
+    """Revenue per request per period and the window's totals, in a unit ``scale`` times smaller."""
+    def arm(values, n, who):
+        values = [v * scale for v in values]
+        series = tuple((1_700_000_000 + i * 60, v) for i, v in enumerate(values))
+        total = sum(values) / len(values) * n
+        return ArmSample(value=total / n, requests=n, events=total, query=f"{who}:revenue", periods=series)
+    return Measurement("revenue", arm(canary_per_period, canary_n, "canary"), arm(baseline_per_period, baseline_n, "baseline"), 600)
 
 
-def test_an_amount_was_a_poisson_count_and_cents_failed_where_dollars_did_not():
-    # The defect, pinned: as counts, the same 10% drop was inconclusive in dollars and "p = 8.8e-16"
-    # in cents. As an amount it needs per-period values: totals alone cannot fail it.
+# Revenue per request per period: skewed (a few big baskets), mean 1. The baseline has 10x the
+# requests per period, so its per-period values spread sqrt(10)x less.
+SKEWED = [0.85, 0.80, 1.45, 0.90, 0.82, 1.30, 0.88, 0.86, 1.20, 0.94]
+STABLE = [1 + (v - 1) / 10 ** 0.5 for v in SKEWED]
+
+
+@pytest.mark.parametrize("scale", [1, 100])  # dollars, cents
+def test_an_amount_gives_the_same_verdict_in_any_unit(scale):
+    # The defect, pinned: as Poisson counts, a 10% drop was "inconclusive" in dollars and
+    # "fail, p = 8.8e-16" in cents. An amount is scaled by its measured spread first.
+    same = evaluate_check(REVENUE, amounts(SKEWED, STABLE[3:] + STABLE[:3], scale=scale), BAKED)
+    assert same.verdict is Verdict.PASS and "spread" in same.reason
+    dropped = evaluate_check(REVENUE, amounts([v * 0.85 for v in SKEWED], STABLE, scale=scale), BAKED)
+    assert dropped.verdict is Verdict.INCONCLUSIVE  # 15% down, past the bound, but within this spread
+    halved = evaluate_check(REVENUE, amounts([v * 0.5 for v in SKEWED], STABLE, scale=scale), BAKED)
+    assert halved.verdict is Verdict.FAIL
+    assert halved.bounds["dispersion"] == pytest.approx(
+        evaluate_check(REVENUE, amounts([v * 0.5 for v in SKEWED], STABLE), BAKED).bounds["dispersion"] * scale)
+
+
+def test_an_amount_is_judged_on_its_mean_not_its_median():
+    # Most periods below 0.9x, yet revenue per request is the same: the mean is what counts.
+    canary = [0.85] * 8 + [1.2] * 6
+    r = evaluate_check(REVENUE, amounts(canary, [sum(canary) / 14] * 14), BAKED)
+    assert r.verdict is Verdict.PASS
+
+
+def test_an_amount_without_periods_cannot_be_judged():
     cents = counts("revenue", 900_000, 10_000, 1_000_000, 10_000)
     r = evaluate_check(REVENUE, cents, BAKED)
-    assert r.verdict is Verdict.INCONCLUSIVE and "point estimate only" in r.reason
+    assert r.verdict is Verdict.NO_DATA and "an amount needs 3 periods per arm to measure its spread" in r.reason
 
 
 # -- edge cases, by name ---------------------------------------------------------------------------

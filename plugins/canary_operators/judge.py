@@ -284,11 +284,11 @@ def _paired_periods(check, m: Measurement, exceeds, head: str, bad: str) -> dict
                            f"so this check cannot fail by itself){_n(m)}")
     exceeding = sum(1 for cv, bv in pairs if exceeds(cv, bv))
     log_e = stats.sign_test_log_e(exceeding, len(pairs))
-    p = stats.p_value(log_e, 2)
+    p = stats.p_value(log_e)
     common = dict(statistic="log e-value (sign test on paired periods)", statistic_value=log_e, p_value=p,
                   bounds={"periods": len(pairs), "periods_exceeding": exceeding})
     counted = f"{exceeding} of {len(pairs)} paired periods {bad}"
-    if log_e >= math.log(2 / check.alpha):
+    if log_e >= math.log(1 / check.alpha):  # one test, so Ville's bound needs 1/alpha
         return dict(**common, verdict=Verdict.FAIL, reason=f"{head}; {counted}, anytime-valid {_p(p)}){_n(m)}")
     if len(pairs) < check.min_periods:
         return dict(verdict=Verdict.NO_DATA, reason=f"{head}; {len(pairs)} paired periods, needs {check.min_periods})")
@@ -308,25 +308,56 @@ def _business(check: BusinessCheck, m: Measurement) -> dict:
         return (check.min_ratio is not None and r < check.min_ratio) or (check.max_ratio is not None and r > check.max_ratio)
 
     in_bounds = not out_of_bounds(c.value, b.value)
-    if check.unit == "amount" or c.events is None or b.events is None or c.requests is None or b.requests is None:
-        # An amount is not a count: its variance depends on its unit, so only paired periods judge it.
+    if c.events is None or b.events is None or c.requests is None or b.requests is None:
+        # A custom query gives one ratio per period, no counts: judge the periods in pairs.
         return _paired_periods(check, m, out_of_bounds, head, "out of bounds")
-    lower, upper = stats.poisson_rate_bounds(b.events, b.requests, check.alpha / 2)
+    scale, how = 1.0, ""
+    if check.unit == "amount":
+        # An amount is not a count: its variance depends on its unit and on how amounts spread. As
+        # amount / dispersion it is a count again (quasi-Poisson), whatever the unit.
+        scale = _dispersion(m, check.min_periods)
+        if scale is None:
+            return dict(verdict=Verdict.NO_DATA, reason=f"{head}; an amount needs {check.min_periods} periods per arm "
+                                                        f"to measure its spread){_n(m)}")
+        how = f"; spread {scale:.3g} per unit"
+    c_events, b_events = c.events / scale, b.events / scale
+    lower, upper = stats.poisson_rate_bounds(b_events, b.requests, check.alpha / 2)
     evidence = []
     if check.min_ratio is not None:  # lower is bad
-        evidence.append(stats.poisson_log_e(c.events, c.requests, check.min_ratio * lower, "less"))
+        evidence.append(stats.poisson_log_e(c_events, c.requests, check.min_ratio * lower, "less"))
     if check.max_ratio is not None:  # higher is bad
-        evidence.append(stats.poisson_log_e(c.events, c.requests, check.max_ratio * upper, "greater"))
+        evidence.append(stats.poisson_log_e(c_events, c.requests, check.max_ratio * upper, "greater"))
     fail_e = max(evidence)
     p = stats.p_value(fail_e, 2)
     common = dict(statistic="log e-value (canary out of bounds)", statistic_value=fail_e, p_value=p,
-                  bounds={"baseline_rate": [lower, upper]})
+                  bounds={"baseline_rate": [lower * scale, upper * scale], **({"dispersion": scale} if how else {})})
     if fail_e >= math.log(2 / check.alpha):
-        return dict(**common, verdict=Verdict.FAIL, reason=f"{head}; anytime-valid {_p(p)}){_n(m)}")
+        return dict(**common, verdict=Verdict.FAIL, reason=f"{head}; anytime-valid {_p(p)}{how}){_n(m)}")
     if in_bounds:
-        return dict(**common, verdict=Verdict.PASS, reason=f"{head}){_n(m)}")
+        return dict(**common, verdict=Verdict.PASS, reason=f"{head}{how}){_n(m)}")
     return dict(**common, verdict=Verdict.INCONCLUSIVE, estimate_within_bounds=False,
-                reason=f"{head}; out of bounds but within noise, {_p(p)}){_n(m)}")
+                reason=f"{head}; out of bounds but within noise, {_p(p)}{how}){_n(m)}")
+
+
+def _dispersion(m: Measurement, min_periods: int) -> float | None:
+    """How much an amount spreads per request: Var/mean of the amount, from the per-period values.
+
+    With ``k`` periods of ``n`` requests each and mean ``mu`` per request, a quasi-Poisson amount has
+    per-period means of variance ``phi * mu / n``; pooled over both arms, and taken at the upper end
+    of its 95% range (a chi-square bound), so that a few periods cannot understate the spread.
+    """
+    sums, degrees = 0.0, 0
+    for arm in (m.canary, m.baseline):
+        values = [v for _, v in arm.periods or ()]
+        if len(values) < max(2, min_periods) or not arm.requests or not arm.events or arm.events <= 0:
+            return None
+        mu = arm.events / arm.requests
+        per_period = arm.requests / len(values)
+        mean = sum(values) / len(values)
+        sums += sum((v - mean) ** 2 for v in values) * per_period / mu
+        degrees += len(values) - 1
+    phi = sums / degrees
+    return max(phi * degrees / stats.chi2_lower(degrees, 0.05), 1e-12)
 
 
 def _resource(check: ResourceCheck, m: Measurement) -> dict:

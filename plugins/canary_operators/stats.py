@@ -183,6 +183,21 @@ def quantile_interval(buckets, q: float, alpha: float) -> tuple[float, float] | 
     return quantile_bucket(buckets, lo_q)[0], quantile_bucket(buckets, min(hi_q, 1.0))[1]
 
 
+def chi2_lower(degrees: int, alpha: float) -> float:
+    """The lower ``alpha`` quantile of a chi-square with ``degrees`` degrees of freedom (Wilson-Hilferty)."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(alpha)
+    k = float(degrees)
+    return max(1e-9, k * (1 - 2 / (9 * k) + z * math.sqrt(2 / (9 * k))) ** 3)
+
+
+# Alternatives for the sign test: the chance a pair exceeds the bound. Up to 0.99, so that a clear
+# regression, where nearly every pair exceeds, is shown in 10 pairs at alpha 0.01 (log 2 per pair
+# is the most any pair can give).
+_SIGN_ALTERNATIVES = (0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
 def sign_test_log_e(exceeding: int, pairs: int) -> float:
     """log e-value against H0 "a pair exceeds the bound with probability <= 1/2".
 
@@ -190,4 +205,6 @@ def sign_test_log_e(exceeding: int, pairs: int) -> float:
     least the median of the pairs' comparison, so exceedances are at most fair coin flips. Valid
     whatever the metric's distribution or unit, and anytime-valid over a growing run of periods.
     """
-    return bernoulli_log_e(exceeding, pairs, 0.5, "greater")
+    x, n = max(0, exceeding), max(0, pairs)
+    x = min(x, n)
+    return _logmeanexp([x * math.log(p / 0.5) + (n - x) * math.log((1 - p) / 0.5) for p in _SIGN_ALTERNATIVES])
