@@ -93,6 +93,60 @@ def test_the_plan_round_trips_through_xcom_json():
     assert planned_gate_timeout(pushed, 10) is None and planned_gate_timeout(None, 50) is None
 
 
+ERRORS = {"name": "errors", "kind": "error_rate"}
+CHECKOUTS = {"name": "checkouts", "kind": "business", "metric": "checkouts", "min_ratio": 0.9}
+REVENUE = {"name": "revenue", "kind": "business", "metric": "revenue", "unit": "amount", "min_ratio": 0.9}
+
+
+def test_a_low_rate_business_count_lengthens_the_early_gates():
+    # 200 req/s: the error rate settles at every gate within the bake time. 1 checkout per 100
+    # requests, at 5% (10 req/s): an unlucky healthy canary's checkouts sit below 0.9x the
+    # baseline's for 38 min, which an early gate holds on; the spec's 15 min would roll it back.
+    errors_only = plan_gates(spec_with(checks=[ERRORS]), None, None, Traffic(200, 0.01))
+    assert timeouts(errors_only) == {1: 900, 5: 900, 25: 900, 50: 900}
+    traffic = Traffic(200, 0.01, business_rates={"checkouts": 0.01})
+    plan = plan_gates(spec_with(checks=[ERRORS, CHECKOUTS]), None, None, traffic)
+    assert [g.needed_seconds for g in plan.gates] == [9750, 2288, 530, 300]
+    assert timeouts(plan) == {1: 3600, 5: 2860, 25: 900, 50: 900}
+    assert "business check checkouts: baseline 0.01 per request" in plan.lines
+    assert "a business check's min_ratio/max_ratio" in plan.warnings[0]  # the 1% gate needs more than the cap
+    # Fewer is bad under min_ratio, more under max_ratio: with both, each side is planned.
+    both = plan_gates(spec_with(checks=[ERRORS, {**CHECKOUTS, "max_ratio": 1.1}]), None, None, traffic)
+    assert timeouts(both) == {1: 3600, 5: 3083, 25: 900, 50: 900}
+
+
+def test_an_amount_is_planned_in_units_of_its_dispersion():
+    # 3 purchases per 100 requests, $40 each: 1.2 dollars per request. With a dispersion of 40 (every
+    # basket $40) revenue is the checkouts count in $40 units, and is planned exactly as that count;
+    # with a dispersion of 400 (a few big baskets) it needs 10 times the requests.
+    count = plan_gates(spec_with(checks=[ERRORS, {**CHECKOUTS}]), None, None,
+                       Traffic(200, 0.01, business_rates={"checkouts": 0.03}))
+    assert timeouts(count) == {1: 3600, 5: 900, 25: 900, 50: 900}
+
+    def amount(dispersion):
+        return plan_gates(spec_with(checks=[ERRORS, REVENUE]), None, None,
+                          Traffic(200, 0.01, business_rates={"revenue": 1.2}, dispersions={"revenue": dispersion}))
+
+    needed = [g.needed_seconds for g in count.gates]
+    assert needed == [g.needed_seconds for g in amount(40).gates] == [3254, 701, 300, 300]
+    spread = amount(400)
+    assert [g.needed_seconds for g in spread.gates] == [32550, 7875, 2250, 1290]
+    assert timeouts(spread) == {1: 3600, 5: 3600, 25: 2813, 50: 1613}
+    assert "business check revenue: baseline 1.2 per request, dispersion 400 per unit" in spread.lines
+
+
+def test_business_checks_that_cannot_be_measured_are_planned_for_min_requests_alone():
+    checks = [ERRORS, CHECKOUTS, REVENUE, {**CHECKOUTS, "name": "custom", "query": "sum(rate(x[$window]))"}]
+    traffic = Traffic(200, 0.01, business_rates={"revenue": 1.2, "custom": 0.01},  # revenue: no dispersion
+                      unmeasured={"checkouts": "not measured on stable: 503"})
+    plan = plan_gates(spec_with(checks=checks), None, None, traffic)
+    assert timeouts(plan) == {1: 900, 5: 900, 25: 900, 50: 900}
+    assert [g.needed_seconds for g in plan.gates] == [402, 300, 300, 300]  # as for the error rate alone
+    assert plan.lines[1:4] == ("business check checkouts: planned for min_requests alone (not measured on stable: 503)",
+                               "business check revenue: planned for min_requests alone (its baseline was not measured)",
+                               "business check custom: planned for min_requests alone (a custom query gives no counts)")
+
+
 # -- preflight reads the traffic ----------------------------------------------------------------
 
 class _Provider:
@@ -119,6 +173,42 @@ def test_preflight_reads_live_traffic_and_never_fails_for_it(monkeypatch):
     assert not preflight.read_traffic(spec_with(), RUN).known
     monkeypatch.setattr(preflight, "build_provider", lambda release, run: _Provider(baseline=(0.0, 0.0)))
     assert "no request or error counts" in preflight.read_traffic(spec_with(), RUN).source
+
+
+class _BusinessProvider:
+    """6,000 stable requests with 60 errors; 60 checkouts; revenue $720 over 10 periods; refunds raise."""
+
+    REVENUE_PERIODS = (0.10, 0.14, 0.08, 0.16, 0.12, 0.10, 0.14, 0.08, 0.16, 0.12)  # dollars per request
+
+    def measure(self, check, scope):
+        if check.name == "refunds":
+            raise RuntimeError("422 bad query")
+        events, periods = {"planner_traffic": 60.0, "checkouts": 60.0, "thin": 30.0}.get(check.name), None
+        if check.name in ("revenue", "thin"):
+            values = self.REVENUE_PERIODS[: 10 if check.name == "revenue" else 3]
+            periods = tuple((1_000_000 + 60 * i, v) for i, v in enumerate(values))
+            events = sum(values) * 600.0
+        stable = ArmSample(events / 6000.0, 6000.0, "b", events=events, periods=periods)
+        return Measurement(check.name, ArmSample(None, None, "c"), stable, scope.window_seconds)
+
+
+def test_preflight_measures_each_business_check_on_stable(monkeypatch):
+    from canary_operators.operators import preflight
+
+    monkeypatch.setattr(preflight, "build_provider", lambda release, run: _BusinessProvider())
+    checks = [ERRORS, CHECKOUTS, REVENUE, {**REVENUE, "name": "thin"}, {**CHECKOUTS, "name": "refunds"}]
+    traffic = preflight.read_traffic(spec_with(checks=checks), RUN, now=1_000_000.0)
+    assert (traffic.requests_per_second, traffic.error_rate) == (10.0, 0.01)
+    assert traffic.business_rates == pytest.approx({"checkouts": 0.01, "revenue": 0.12})
+    # Var/mean per request from the periods, split in two halves (each period of 600 requests
+    # 0.02 or 0.04 off the mean 0.12, twice per half): 5; the judge's own estimate is the upper end
+    # of its 95% range from 8 degrees of freedom, 14.7.
+    assert traffic.dispersions == pytest.approx({"revenue": 14.70}, rel=1e-3)
+    assert traffic.unmeasured == {"thin": "3 periods of revenue amounts, too few to measure their spread",
+                                  "refunds": "not measured on stable: RuntimeError: 422 bad query"}
+    plan = plan_gates(spec_with(checks=checks), None, None, traffic)  # and the plan says so
+    assert ("business check refunds: planned for min_requests alone "
+            "(not measured on stable: RuntimeError: 422 bad query)") in plan.lines
 
 
 # -- the gates use the planned timeout -----------------------------------------------------------

@@ -315,7 +315,7 @@ def _business(check: BusinessCheck, m: Measurement) -> dict:
     if check.unit == "amount":
         # An amount is not a count: its variance depends on its unit and on how amounts spread. As
         # amount / dispersion it is a count again (quasi-Poisson), whatever the unit.
-        scale = _dispersion(m, check.min_periods)
+        scale = amount_dispersion(m, check.min_periods)
         if scale is None:
             return dict(verdict=Verdict.NO_DATA, reason=f"{head}; an amount needs {check.min_periods} periods per arm "
                                                         f"to measure its spread){_n(m)}")
@@ -339,7 +339,7 @@ def _business(check: BusinessCheck, m: Measurement) -> dict:
                 reason=f"{head}; out of bounds but within noise, {_p(p)}{how}){_n(m)}")
 
 
-def _dispersion(m: Measurement, min_periods: int) -> float | None:
+def amount_dispersion(m: Measurement, min_periods: int) -> float | None:
     """How much an amount spreads per request: Var/mean of the amount, from the per-period values.
 
     With ``k`` periods of ``n`` requests each and mean ``mu`` per request, a quasi-Poisson amount has

@@ -9,14 +9,22 @@ canaries. The planner works out, per gate:
 - when the cumulative window reaches every check's ``min_requests`` (until then the judge holds);
 - when the judge itself (``judge.evaluate_check``) would let a healthy canary (the baseline's
   rates) advance, fed the counts expected over the cumulative rollout window, on the unlucky side
-  (``PESSIMISM_Z`` standard deviations more canary errors, fewer baseline errors); bisected over
-  time. The last gate before promotion needs a pass (positive evidence); an earlier gate advances
-  once no check shows harm, which at low weight needs enough requests for the canary's point
-  estimate to sit within the tolerance;
+  (``PESSIMISM_Z`` standard deviations of the canary's events on the bad side, the baseline's on
+  the other: more canary errors; fewer checkouts under ``min_ratio``, more under ``max_ratio``,
+  each side planned when both are set); bisected over time. The last gate before promotion needs
+  a pass (positive evidence); an earlier gate advances once no check shows harm, which at low
+  weight needs enough requests for the canary's point estimate to sit within the tolerance;
 - the gate timeout: the spec's, or with ``plan: adapt``
   ``min(plan_max_gate_timeout, max(gate_timeout, needed × MARGIN))``.
 
-Only count checks are planned from the traffic (``error_rate`` without a custom query); other
+Planned from the traffic: ``error_rate`` and ``business`` checks without a custom query. A business
+check needs the baseline's rate (events per request, ``Traffic.business_rates``) and, for
+``unit: amount``, its dispersion (``Traffic.dispersions``: Var/mean of the amount per request, as
+``judge.amount_dispersion`` measures it). An amount is planned in units of its dispersion, where
+amount / dispersion is a Poisson count, and scaled back; the judge, which measures the dispersion
+from per-period values, is fed periods that spread by that dispersion (one per ``period_seconds`` of
+the metrics settings, 60 s if unset), so it also needs ``min_periods`` of them and widens its bound
+on few periods as it will at the gate. A business check preflight could not measure, and the other
 checks (latency buckets, per-period values) settle with their data and are planned for their
 ``min_requests`` alone. Unknown traffic leaves every timeout as the spec says.
 """
@@ -24,15 +32,16 @@ checks (latency buckets, per-period values) settle with their data and are plann
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
 from canary_operators.judge import Gate, Verdict, evaluate_check
 from canary_operators.measurement import ArmSample, Measurement
-from canary_operators.spec import ErrorRateCheck
+from canary_operators.spec import BusinessCheck, ErrorRateCheck
 
-# A healthy canary is planned as an unlucky one: its errors this many standard deviations above
-# their expectation, the baseline's as many below (about the 90th percentile of each).
+# A healthy canary is planned as an unlucky one: its events (errors, checkouts, an amount in units
+# of its dispersion) this many standard deviations on the bad side of their expectation, the
+# baseline's as many on the other (about the 90th percentile of each).
 PESSIMISM_Z = 1.28
 # The planned timeout is the needed time times this: the unlucky canary still passes before it.
 # Picked with bench/judge.py (low-traffic A/A and 1% -> 3% scenarios).
@@ -41,16 +50,27 @@ HORIZON = 30 * 24 * 3600.0  # beyond this a gate is taken as never settling
 # The static plan in the trigger form: total requests per second, at this baseline error rate.
 FORM_RATES = (1.0, 10.0, 100.0)
 FORM_ERROR_RATE = 0.01
+# An amount's periods, when the metrics settings give no period_seconds: the longest default
+# (Datadog, CloudWatch); fewer periods widen the judge's bound on the dispersion, so this errs long.
+DEFAULT_PERIOD_SECONDS = 60.0
+MAX_PERIODS = 1000  # the providers' cap on periods per window
 
 
 @dataclass(frozen=True)
 class Traffic:
     """Live traffic before the rollout: total requests per second and the baseline's error rate.
-    None: unknown (the provider is down or has no data)."""
+    None: unknown (the provider is down or has no data).
+
+    ``business_rates``: per business check (by name), the baseline's events per request;
+    ``dispersions``: per ``unit: amount`` check, the amount's Var/mean per request. A business
+    check missing from them is planned for its ``min_requests`` alone; ``unmeasured`` says why."""
 
     requests_per_second: float | None
     error_rate: float | None = None
     source: str = ""
+    business_rates: Mapping[str, float] = field(default_factory=dict)
+    dispersions: Mapping[str, float] = field(default_factory=dict)
+    unmeasured: Mapping[str, str] = field(default_factory=dict)  # business check name -> why
 
     @property
     def known(self) -> bool:
@@ -81,6 +101,8 @@ class Plan:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["gates"], d["lines"], d["warnings"] = list(d["gates"]), list(d["lines"]), list(d["warnings"])
+        d["traffic"] = {**d["traffic"], "business_rates": dict(self.traffic.business_rates),
+                        "dispersions": dict(self.traffic.dispersions), "unmeasured": dict(self.traffic.unmeasured)}
         d["gate_timeouts"] = {str(g.weight): g.gate_timeout for g in self.gates}  # what the gates read
         return d
 
@@ -108,16 +130,44 @@ def _requests(schedule: Sequence[tuple[float, float]], start: float, end: float,
     return canary, total - canary
 
 
-def _healthy(check: ErrorRateCheck, canary: float, baseline: float, rate: float) -> Measurement:
-    """What an unlucky healthy canary shows: the baseline's error rate, the noise against it."""
-    c_events = canary * rate + PESSIMISM_Z * math.sqrt(canary * rate)
-    b_events = max(0.0, baseline * rate - PESSIMISM_Z * math.sqrt(baseline * rate))
-    return Measurement(
-        check.name,
-        ArmSample(value=c_events / canary if canary else None, requests=canary, events=c_events, query="plan"),
-        ArmSample(value=b_events / baseline if baseline else None, requests=baseline, events=b_events, query="plan"),
-        0.0,
-    )
+def _unlucky(expected: float, sign: int) -> float:
+    """A Poisson count ``PESSIMISM_Z`` standard deviations above (``sign`` 1) or below (-1) ``expected``."""
+    return max(0.0, expected + sign * PESSIMISM_Z * math.sqrt(expected))
+
+
+def _periods(requests: float, events: float, dispersion: float, k: int) -> tuple[tuple[float, float], ...]:
+    """``k`` per-period amounts per request, mean ``events / requests``, whose spread the judge reads
+    as ``dispersion`` (before its bound on few periods): half of them ``d`` above the mean, half below."""
+    mu = events / requests
+    pairs = k // 2
+    # per-period means of n = requests / k requests vary by dispersion * mu / n around mu
+    d = math.sqrt(dispersion * mu * k / requests * (k - 1) / (2 * pairs)) if pairs and requests else 0.0
+    values = [mu + d] * pairs + [mu - d] * pairs + [mu] * (k - 2 * pairs)
+    return tuple((i * 60.0, v) for i, v in enumerate(values))
+
+
+def _healthy(check, canary: float, baseline: float, rate: float, bad: int = 1, dispersion: float | None = None,
+             periods: int = 0) -> Measurement:
+    """What an unlucky healthy canary shows: the baseline's rate, its events ``PESSIMISM_Z`` standard
+    deviations on the bad side (``bad`` 1: more is bad, -1: fewer), the baseline's on the other.
+    ``dispersion``: an amount, counted in units of it (Poisson there), scaled back, over ``periods``."""
+    scale = dispersion or 1.0
+    c_events = _unlucky(canary * rate / scale, bad) * scale
+    b_events = _unlucky(baseline * rate / scale, -bad) * scale
+
+    def arm(requests: float, events: float) -> ArmSample:
+        spread = _periods(requests, events, dispersion, periods) if dispersion and requests and events else None
+        return ArmSample(value=events / requests if requests else None, requests=requests, events=events,
+                         query="plan", periods=spread)
+
+    return Measurement(check.name, arm(canary, c_events), arm(baseline, b_events), 0.0)
+
+
+def _unlucky_sides(check) -> tuple[int, ...]:
+    """The bad sides of a check: 1 (more events are bad), -1 (fewer), or both."""
+    if not isinstance(check, BusinessCheck):
+        return (1,)
+    return tuple(side for side, bound in ((-1, check.min_ratio), (1, check.max_ratio)) if bound is not None)
 
 
 def _first(predicate, lo: float = 0.0, resolution: float = 0.005, horizon: float = HORIZON) -> float | None:
@@ -147,8 +197,18 @@ def _advances(result, evidence: bool) -> bool:
     return not evidence and result.verdict is Verdict.INCONCLUSIVE and bool(result.estimate_within_bounds)
 
 
-def _planned(check) -> bool:
-    return isinstance(check, ErrorRateCheck) and not check.query
+def _planned(check, traffic: Traffic) -> bool:
+    if check.query:
+        return False
+    if isinstance(check, ErrorRateCheck):
+        return True
+    return (isinstance(check, BusinessCheck) and (traffic.business_rates.get(check.name) or 0) > 0
+            and (check.unit != "amount" or (traffic.dispersions.get(check.name) or 0) > 0))
+
+
+def _period_seconds(release) -> float:
+    value = (getattr(release.metrics, "settings", None) or {}).get("period_seconds")
+    return float(value) if isinstance(value, (int, float)) and value > 0 else DEFAULT_PERIOD_SECONDS
 
 
 # -- the plan -------------------------------------------------------------------------------------
@@ -185,12 +245,22 @@ def plan_gates(release, steps: Sequence[int] | None, bake_time: float | None, tr
                     (f"{why}: the gates keep the spec's {spec_timeout:g} s timeout, however long they need",))
     rps, rate = traffic.requests_per_second, traffic.error_rate
     min_requests = max((c.min_requests for c in release.checks), default=0)
-    planned = [c for c in release.checks if _planned(c)]
+    planned = [c for c in release.checks if _planned(c, traffic)]
     settle = release.settle_time
+    period = _period_seconds(release)
     adapt = release.plan == "adapt"
     cap = max(spec_timeout, release.plan_max_gate_timeout)
     lines = [f"evidence planner ({release.plan}): {_rps(rps)} in total, baseline errors {rate:.2%}"
              + (f" ({traffic.source})" if traffic.source else "")]
+    for c in release.checks:
+        if isinstance(c, BusinessCheck) and c in planned:
+            rate_c = traffic.business_rates[c.name]
+            spread = f", dispersion {traffic.dispersions[c.name]:.3g} per unit" if c.unit == "amount" else ""
+            lines.append(f"business check {c.name}: baseline {rate_c:.4g} per request{spread}")
+        elif isinstance(c, BusinessCheck):
+            why = ("a custom query gives no counts" if c.query
+                   else traffic.unmeasured.get(c.name) or "its baseline was not measured")
+            lines.append(f"business check {c.name}: planned for min_requests alone ({why})")
     warnings: list[str] = []
     gates = []
     schedule: list[tuple[float, float]] = []
@@ -209,8 +279,11 @@ def plan_gates(release, steps: Sequence[int] | None, bake_time: float | None, tr
 
             def advances(s: float) -> bool:
                 canary, baseline = counts(s)
-                return all(_advances(evaluate_check(c, _healthy(c, canary, baseline, rate), gate), evidence)
-                           for c in planned)
+                k = min(MAX_PERIODS, int((shifted + s - settle) // period))
+                return all(_advances(evaluate_check(c, _healthy(
+                    c, canary, baseline, traffic.business_rates[c.name] if isinstance(c, BusinessCheck) else rate,
+                    side, traffic.dispersions.get(c.name) if getattr(c, "unit", "") == "amount" else None, k),
+                    gate), evidence) for c in planned for side in _unlucky_sides(c))
 
             settled = _first(advances, needed, resolution, horizon)
             needed = None if settled is None else max(needed, settled)
@@ -233,7 +306,10 @@ def plan_gates(release, steps: Sequence[int] | None, bake_time: float | None, tr
                 f"at {weight}%: a healthy canary needs up to {_minutes(needed)} here, and {limit} is not enough "
                 f"to be sure of it, so healthy canaries may be rolled back at the timeout; raise "
                 + ("plan_max_gate_timeout or gate_timeout" if adapt else "gate_timeout (or set plan: adapt)")
-                + ", widen the tolerance (max_increase_pp), or drop early low-weight steps")
+                + ", widen the tolerance (max_increase_pp"
+                + (", a business check's min_ratio/max_ratio"
+                   if any(isinstance(c, BusinessCheck) for c in planned) else "")
+                + "), or drop early low-weight steps")
         # Later gates are planned as if this step advanced at its earliest (bake and min_requests
         # met): less evidence carried over, so their plan errs on the long side.
         shifted += min(timeout, max(bake, enough if enough is not None else timeout))

@@ -16,10 +16,12 @@ from canary_operators.operators.common import (
     run_id_of,
     stable_version_variable,
 )
+from canary_operators.judge import amount_dispersion
+from canary_operators.measurement import ArmSample, Measurement
 from canary_operators.metrics import Scope
 from canary_operators.planner import Plan, Traffic, plan_gates
 from canary_operators.secrets import scrub_error
-from canary_operators.spec import ErrorRateCheck, ReleaseSpec, RunConf, resolve_run_conf
+from canary_operators.spec import BusinessCheck, ErrorRateCheck, ReleaseSpec, RunConf, resolve_run_conf
 from canary_operators.status import read_status, write_status
 
 PLAN_KEY = "plan"  # preflight's XCom: the evidence plan (Plan.to_dict); the gates read their timeouts
@@ -30,10 +32,12 @@ _TRAFFIC = ErrorRateCheck(name="planner_traffic", kind="error_rate", min_request
 
 def read_traffic(release: ReleaseSpec, run: RunConf, now: float | None = None) -> Traffic:
     """Live traffic over the last 10 minutes (at 0% canary: all of it on stable). Never raises:
-    traffic that cannot be read is unknown, and the gates keep the spec's timeouts."""
+    traffic that cannot be read is unknown, and the gates keep the spec's timeouts. Each business
+    check is measured on the stable arm too; one that cannot be is planned for min_requests alone."""
+    scope = Scope(run.version, run.stable_version, TRAFFIC_WINDOW, now or time.time())
     try:
-        m = build_provider(release, run).measure(
-            _TRAFFIC, Scope(run.version, run.stable_version, TRAFFIC_WINDOW, now or time.time()))
+        provider = build_provider(release, run)
+        m = provider.measure(_TRAFFIC, scope)
     except Exception as e:  # noqa: BLE001 - planning is advice; it never fails the run
         return Traffic(None, source=f"the metrics provider could not be read: {scrub_error(e)}")
     stable = m.baseline
@@ -41,8 +45,49 @@ def read_traffic(release: ReleaseSpec, run: RunConf, now: float | None = None) -
         return Traffic(None, source=f"no request or error counts for stable {run.stable_version} in the last "
                                     f"{TRAFFIC_WINDOW / 60:.0f} min")
     total = stable.requests + (m.canary.requests or 0.0)  # a canary left above 0% served some of it
+    rates, dispersions, unmeasured = {}, {}, {}
+    for check in release.checks:
+        if isinstance(check, BusinessCheck) and not check.query:
+            try:
+                rates[check.name], dispersion = _business_baseline(check, provider.measure(check, scope).baseline)
+                if dispersion is not None:
+                    dispersions[check.name] = dispersion
+            except _Unmeasurable as e:
+                unmeasured[check.name] = str(e)
+            except Exception as e:  # noqa: BLE001 - as above
+                unmeasured[check.name] = f"not measured on stable: {scrub_error(e)}"
     return Traffic(total / TRAFFIC_WINDOW, stable.events / stable.requests,
-                   source=f"stable {run.stable_version}, last {TRAFFIC_WINDOW / 60:.0f} min")
+                   source=f"stable {run.stable_version}, last {TRAFFIC_WINDOW / 60:.0f} min",
+                   business_rates=rates, dispersions=dispersions, unmeasured=unmeasured)
+
+
+class _Unmeasurable(ValueError):
+    """The stable arm answered, but with too little to plan a business check on."""
+
+
+def _business_baseline(check: BusinessCheck, stable: ArmSample) -> tuple[float, float | None]:
+    """The stable arm's events per request and, for an amount, its dispersion (Var/mean per request),
+    as the judge measures it: ``amount_dispersion`` pools two arms, so the stable arm's periods are
+    split into their first and second half. Raises _Unmeasurable when it cannot be measured."""
+    if not stable.requests or not stable.events or stable.events <= 0:
+        raise _Unmeasurable(f"no {check.metric or check.name} events in the last {TRAFFIC_WINDOW / 60:.0f} min")
+    rate = stable.events / stable.requests
+    if check.unit != "amount":
+        return rate, None
+    periods = tuple(stable.periods or ())
+    halves = (periods[:len(periods) // 2], periods[len(periods) // 2:])
+
+    def half(part) -> ArmSample:
+        requests = stable.requests * len(part) / len(periods)
+        events = sum(v for _, v in part) * stable.requests / len(periods)  # each period's amount per request
+        return ArmSample(events / requests if requests else None, requests, stable.query, events=events, periods=part)
+
+    dispersion = amount_dispersion(Measurement(check.name, half(halves[0]), half(halves[1]), TRAFFIC_WINDOW), 2) \
+        if len(periods) >= 4 else None
+    if dispersion is None:
+        raise _Unmeasurable(f"{len(periods)} periods of {check.metric or check.name} amounts, too few to measure "
+                         f"their spread")
+    return rate, dispersion
 
 
 class Preflight(ReleaseOperator):
