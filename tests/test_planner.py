@@ -211,6 +211,30 @@ def test_preflight_measures_each_business_check_on_stable(monkeypatch):
             "(not measured on stable: RuntimeError: 422 bad query)") in plan.lines
 
 
+def test_latency_buckets_coarser_than_max_ratio_are_named():
+    traffic = Traffic(200, 0.01, latency_buckets={"p99": (0.1, 0.25)})
+    plan = plan_gates(spec_with(), None, None, traffic)
+    assert ("latency check p99: stable's p99 lies in (0.1 s, 0.25 s], so a regression smaller than x2.5 there "
+            "cannot be shown (max_ratio 1.1); add histogram buckets between 0.1 s and 0.25 s") in plan.warnings
+    fine = plan_gates(spec_with(), None, None, Traffic(200, 0.01, latency_buckets={"p99": (0.2, 0.21)}))
+    assert fine.warnings == ()
+
+
+def test_preflight_reads_the_stable_quantiles_bucket(monkeypatch):
+    from canary_operators.operators import preflight
+
+    buckets = ((0.05, 90.0), (0.1, 980.0), (0.25, 999.0), (float("inf"), 1000.0))
+    stable = ArmSample(0.01, 1000.0, "s", events=10.0, buckets=buckets)
+
+    class Provider:
+        def measure(self, check, scope):
+            return Measurement(check.name, ArmSample(None, None, "c"), stable, scope.window_seconds)
+
+    monkeypatch.setattr(preflight, "build_provider", lambda release, run: Provider())
+    traffic = preflight.read_traffic(spec_with(), RUN, now=1_000_000.0)
+    assert traffic.latency_buckets == {"p99": (0.1, 0.25)}
+
+
 # -- the gates use the planned timeout -----------------------------------------------------------
 
 def test_the_trigger_carries_the_planned_timeout_through_serialize():

@@ -37,7 +37,7 @@ from typing import Mapping, Sequence
 
 from canary_operators.judge import Gate, Verdict, evaluate_check
 from canary_operators.measurement import ArmSample, Measurement
-from canary_operators.spec import BusinessCheck, ErrorRateCheck
+from canary_operators.spec import BusinessCheck, ErrorRateCheck, LatencyCheck
 
 # A healthy canary is planned as an unlucky one: its events (errors, checkouts, an amount in units
 # of its dispersion) this many standard deviations on the bad side of their expectation, the
@@ -71,6 +71,9 @@ class Traffic:
     business_rates: Mapping[str, float] = field(default_factory=dict)
     dispersions: Mapping[str, float] = field(default_factory=dict)
     unmeasured: Mapping[str, str] = field(default_factory=dict)  # business check name -> why
+    # Per latency check from a histogram: the stable arm's bucket (lower, upper edge) holding the
+    # check's quantile. A check cannot resolve a ratio finer than upper / lower there.
+    latency_buckets: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def known(self) -> bool:
@@ -261,7 +264,7 @@ def plan_gates(release, steps: Sequence[int] | None, bake_time: float | None, tr
             why = ("a custom query gives no counts" if c.query
                    else traffic.unmeasured.get(c.name) or "its baseline was not measured")
             lines.append(f"business check {c.name}: planned for min_requests alone ({why})")
-    warnings: list[str] = []
+    warnings: list[str] = _bucket_warnings(release, traffic)
     gates = []
     schedule: list[tuple[float, float]] = []
     shifted = 0.0
@@ -314,6 +317,20 @@ def plan_gates(release, steps: Sequence[int] | None, bake_time: float | None, tr
         # met): less evidence carried over, so their plan errs on the long side.
         shifted += min(timeout, max(bake, enough if enough is not None else timeout))
     return Plan(release.plan, traffic, tuple(gates), tuple(lines), tuple(warnings))
+
+
+def _bucket_warnings(release, traffic: Traffic) -> list[str]:
+    """A latency check whose histogram buckets around the stable quantile are coarser than its
+    max_ratio cannot see a regression below that coarseness: the judge never fails on what the
+    buckets cannot resolve."""
+    out = []
+    for c in release.checks:
+        lower, upper = traffic.latency_buckets.get(c.name, (0.0, math.inf))
+        if isinstance(c, LatencyCheck) and lower > 0 and math.isfinite(upper) and upper / lower > c.max_ratio:
+            out.append(f"latency check {c.name}: stable's p{round(c.quantile * 100)} lies in ({lower:g} s, {upper:g} s], "
+                       f"so a regression smaller than x{upper / lower:.3g} there cannot be shown (max_ratio "
+                       f"{c.max_ratio:g}); add histogram buckets between {lower:g} s and {upper:g} s")
+    return out
 
 
 def _needs_evidence(release, steps: Sequence[int], weight: int) -> bool:

@@ -21,7 +21,8 @@ from canary_operators.measurement import ArmSample, Measurement
 from canary_operators.metrics import Scope
 from canary_operators.planner import Plan, Traffic, plan_gates
 from canary_operators.secrets import scrub_error
-from canary_operators.spec import BusinessCheck, ErrorRateCheck, ReleaseSpec, RunConf, resolve_run_conf
+from canary_operators.spec import BusinessCheck, ErrorRateCheck, LatencyCheck, ReleaseSpec, RunConf, resolve_run_conf
+from canary_operators.stats import quantile_bucket
 from canary_operators.status import read_status, write_status
 
 PLAN_KEY = "plan"  # preflight's XCom: the evidence plan (Plan.to_dict); the gates read their timeouts
@@ -45,8 +46,16 @@ def read_traffic(release: ReleaseSpec, run: RunConf, now: float | None = None) -
         return Traffic(None, source=f"no request or error counts for stable {run.stable_version} in the last "
                                     f"{TRAFFIC_WINDOW / 60:.0f} min")
     total = stable.requests + (m.canary.requests or 0.0)  # a canary left above 0% served some of it
-    rates, dispersions, unmeasured = {}, {}, {}
+    rates, dispersions, unmeasured, latency_buckets = {}, {}, {}, {}
     for check in release.checks:
+        if isinstance(check, LatencyCheck) and not check.query:
+            try:
+                buckets = provider.measure(check, scope).baseline.buckets
+                where = quantile_bucket(buckets, check.quantile) if buckets else None
+                if where:
+                    latency_buckets[check.name] = where
+            except Exception:  # noqa: BLE001 - as above: only a warning is lost
+                pass
         if isinstance(check, BusinessCheck) and not check.query:
             try:
                 rates[check.name], dispersion = _business_baseline(check, provider.measure(check, scope).baseline)
@@ -58,7 +67,8 @@ def read_traffic(release: ReleaseSpec, run: RunConf, now: float | None = None) -
                 unmeasured[check.name] = f"not measured on stable: {scrub_error(e)}"
     return Traffic(total / TRAFFIC_WINDOW, stable.events / stable.requests,
                    source=f"stable {run.stable_version}, last {TRAFFIC_WINDOW / 60:.0f} min",
-                   business_rates=rates, dispersions=dispersions, unmeasured=unmeasured)
+                   business_rates=rates, dispersions=dispersions, unmeasured=unmeasured,
+                   latency_buckets=latency_buckets)
 
 
 class _Unmeasurable(ValueError):
