@@ -36,6 +36,10 @@ def _admin(url: str, path: str, body: dict) -> None:
 
 
 def _connect(monkeypatch, stack):
+    """Connections to the shared stack, with v1 in the stable slot and v2 in the canary slot
+    (other tests on this stack may have promoted or broken something)."""
+    _admin(stack.stable_url, "/admin/deploy", {"version": "v1"})
+    _admin(stack.canary_url, "/admin/deploy", {"version": "v2"})
     host, admin_port = stack.admin_address
     set_connection(monkeypatch, "rm_haproxy", conn_type="generic", host=host, port=admin_port)
     set_connection(monkeypatch, "rm_prometheus", conn_type="http", host="127.0.0.1", port=stack.prometheus_port)
@@ -59,7 +63,6 @@ def _split(look) -> dict:
 
 def test_a_scrape_gap_at_the_window_start_is_not_a_routing_verdict(demo_stack, monkeypatch):
     _connect(monkeypatch, demo_stack)
-    _admin(demo_stack.canary_url, "/admin/deploy", {"version": "v2"})
     spec, run = _spec(), RunConf(release="web", version="v2", stable_version="v1")
     router = build_router(spec, run)
     try:
@@ -77,7 +80,6 @@ def test_a_scrape_gap_at_the_window_start_is_not_a_routing_verdict(demo_stack, m
 
 def test_a_canary_with_traffic_but_no_series_is_caught(demo_stack, monkeypatch):
     _connect(monkeypatch, demo_stack)
-    _admin(demo_stack.canary_url, "/admin/deploy", {"version": "v2"})
     # The release names v9, but the canary reports its metrics as v2: to the gate, it has no series.
     spec = _spec(sample_ratio={"confirm_seconds": "4s"})
     run = RunConf(release="web", version="v9", stable_version="v1")
