@@ -76,3 +76,20 @@ def test_an_outage_is_measured_in_time_not_looks(prometheus):
     memory["errors"] = time.time() - 61  # the same outage, a minute later
     look = evaluate_gate(spec, RUN, 10, time.time() - 30, memory)
     assert look.outcome is Outcome.ROLLBACK and "(down for 61s)" in look.reason
+
+
+def test_the_split_is_counted_from_the_first_look_that_saw_both_arms():
+    from canary_operators.measurement import ArmSample, Measurement
+    from canary_operators.operators.gate_evaluation import since_reference
+
+    def step(canary, baseline):
+        return Measurement("split", ArmSample(None, canary, "c"), ArmSample(None, baseline, "b"), 10)
+
+    memory: dict = {}
+    assert since_reference(step(90, 0), memory) == step(90, 0) and memory == {}  # the stable arm not seen yet
+    first = since_reference(step(100, 400), memory)  # a gap hid ~5 s of stable requests: 20% "served"
+    assert (first.canary.requests, first.baseline.requests) == (0, 0)
+    later = since_reference(step(400, 3_100), memory)  # the same hidden loss is in both readings
+    assert (later.canary.requests, later.baseline.requests) == (300, 2_700)  # 10%, as routed
+    no_series = since_reference(step(None, 5_000), memory)
+    assert no_series.canary.requests is None and no_series.baseline.requests == 5_000

@@ -7,10 +7,11 @@ traffic back on stable at once. Blocking I/O: the trigger calls it through async
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from canary_operators.exceptions import BackendUnavailable, MetricsError
 from canary_operators.judge import Gate, Outcome, ProviderFailure, judge
+from canary_operators.measurement import Measurement
 from canary_operators.metrics import Scope
 from canary_operators.operators.common import build_provider, build_router
 from canary_operators.secrets import scrub, scrub_error
@@ -29,6 +30,7 @@ class GateLook:
 
 
 SPLIT_FAILING = "(split failing since)"
+SPLIT_REFERENCE_CANARY, SPLIT_REFERENCE_BASELINE = "(split reference: canary)", "(split reference: baseline)"
 
 # Request counts over one step's window, for the sample-ratio check.
 _STEP_COUNTS = ErrorRateCheck(name="sample_ratio", kind="error_rate", min_requests=0)
@@ -82,7 +84,8 @@ def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: f
     step_counts = None
     if release.sample_ratio.enabled and step_window > 0:
         try:
-            step_counts = provider.measure(_STEP_COUNTS, Scope(run.version, run.stable_version, step_window, now))
+            step_counts = since_reference(
+                provider.measure(_STEP_COUNTS, Scope(run.version, run.stable_version, step_window, now)), memory)
         except (BackendUnavailable, MetricsError):
             step_counts = None  # the checks above already count provider errors
     bake = run.bake_time if run.bake_time is not None else release.bake_time
@@ -104,6 +107,27 @@ def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: f
     if log:
         log.info("%s at %d%% after %.0fs: %s", "watching" if watching else "gate", weight, elapsed, decision.log_line())
     return GateLook(decision.outcome, decision.reason, evidence)
+
+
+def since_reference(step: Measurement, memory: dict[str, float]) -> Measurement:
+    """The step's request counts since the first look that had both arms' counts.
+
+    ``increase()`` over the step's window loses whatever an arm's missed scrapes at the window's
+    start hid, for as long as the window starts there: a fixed loss that skews the split. Counted
+    from a later reference look (the first with requests on both arms), that loss is in both
+    readings and cancels, and so does a Prometheus restart. Until then, and for a canary with no
+    series at all, the cumulative counts are judged, so that the judge can name what it sees.
+    """
+    canary, baseline = step.canary.requests, step.baseline.requests
+    if SPLIT_REFERENCE_CANARY not in memory:
+        if not canary or not baseline:  # an arm not (yet) seen: no reference to count from
+            return step
+        memory[SPLIT_REFERENCE_CANARY], memory[SPLIT_REFERENCE_BASELINE] = canary, baseline
+    if canary is None or baseline is None:
+        return step
+    arms = [replace(arm, requests=max(0.0, arm.requests - memory[key]), events=None, value=None)
+            for arm, key in ((step.canary, SPLIT_REFERENCE_CANARY), (step.baseline, SPLIT_REFERENCE_BASELINE))]
+    return replace(step, canary=arms[0], baseline=arms[1])
 
 
 def _expected_share(release: ReleaseSpec, run: RunConf, weight: int, log) -> float | None:
