@@ -86,10 +86,10 @@ def test_the_split_is_counted_from_the_first_look_that_saw_both_arms():
         return Measurement("split", ArmSample(None, canary, "c"), ArmSample(None, baseline, "b"), 10)
 
     memory: dict = {}
-    assert since_reference(step(90, 0), memory) == step(90, 0) and memory == {}  # the stable arm not seen yet
-    first = since_reference(step(100, 400), memory)  # a gap hid ~5 s of stable requests: 20% "served"
-    assert (first.canary.requests, first.baseline.requests) == (0, 0)
-    later = since_reference(step(400, 3_100), memory)  # the same hidden loss is in both readings
+    assert since_reference(step(90, 0), memory, 200) == step(90, 0) and memory == {}  # the stable arm not seen yet
+    first = since_reference(step(100, 400), memory, 200)  # a gap hid ~5 s of stable requests: 20% "served"
+    assert first == step(100, 400)  # nothing counted since the reference yet: the step's counts, held by confirm_seconds
+    later = since_reference(step(400, 3_100), memory, 200)  # the same hidden loss is in both readings
     assert (later.canary.requests, later.baseline.requests) == (300, 2_700)  # 10%, as routed
-    no_series = since_reference(step(None, 5_000), memory)
+    no_series = since_reference(step(None, 5_000), memory, 200)
     assert no_series.canary.requests is None and no_series.baseline.requests == 5_000

@@ -2,9 +2,9 @@
 second, load), through gate looks built as the operators build them:
 
 - a scrape gap on the stable arm across the step's window start is no verdict about routing: the
-  split is counted from the first look that saw both arms, so the requests the gap hid cancel out.
-  This holds even with `confirm_seconds: 0`; counted from the window's start, the first looks read
-  "canary served 30.55% … at weight 10%" and rolled back;
+  split is counted from the first look that saw both arms, so the requests the gap hid cancel out,
+  and the first looks' skew must last `confirm_seconds`. (Counted from the window's start with
+  `confirm_seconds: 0`, the first looks read "canary served 30.55% … at weight 10%" and rolled back.)
 - a canary that has traffic but no series (its metrics under another version label) is caught.
 """
 
@@ -65,13 +65,13 @@ def _split(look) -> dict:
 
 def test_a_scrape_gap_at_the_window_start_is_not_a_routing_verdict(demo_stack, monkeypatch):
     _connect(monkeypatch, demo_stack)
-    spec, run = _spec(sample_ratio={"confirm_seconds": "0s"}), RunConf(release="web", version="v2", stable_version="v1")
+    spec, run = _spec(), RunConf(release="web", version="v2", stable_version="v1")
     router = build_router(spec, run)
     try:
         router.apply(10)
         # The stable arm's /metrics answers 503 across the step's window start, Prometheus up.
         _admin(demo_stack.stable_url, "/admin/metrics-outage", {"seconds": 6})
-        looks = _looks(spec, run, 24, {})
+        looks = _looks(spec, run, 36, {})
     finally:
         router.apply(0)
     outcomes = [(round(look.evidence["elapsed_seconds"]), look.outcome.value, _split(look)["verdict"]) for look in looks

@@ -85,7 +85,8 @@ def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: f
     if release.sample_ratio.enabled and step_window > 0:
         try:
             step_counts = since_reference(
-                provider.measure(_STEP_COUNTS, Scope(run.version, run.stable_version, step_window, now)), memory)
+                provider.measure(_STEP_COUNTS, Scope(run.version, run.stable_version, step_window, now)), memory,
+                release.sample_ratio.min_requests)
         except (BackendUnavailable, MetricsError):
             step_counts = None  # the checks above already count provider errors
     bake = run.bake_time if run.bake_time is not None else release.bake_time
@@ -109,14 +110,16 @@ def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: f
     return GateLook(decision.outcome, decision.reason, evidence)
 
 
-def since_reference(step: Measurement, memory: dict[str, float]) -> Measurement:
-    """The step's request counts since the first look that had both arms' counts.
+def since_reference(step: Measurement, memory: dict[str, float], min_requests: float = 0) -> Measurement:
+    """The step's request counts since the first look that had both arms' counts, once those
+    reach ``min_requests`` (until then, the counts since the step's start).
 
     ``increase()`` over the step's window loses whatever an arm's missed scrapes at the window's
     start hid, for as long as the window starts there: a fixed loss that skews the split. Counted
     from a later reference look (the first with requests on both arms), that loss is in both
     readings and cancels, and so does a Prometheus restart. Until then, and for a canary with no
-    series at all, the cumulative counts are judged, so that the judge can name what it sees.
+    series at all, the cumulative counts are judged, so that the judge can name what it sees and a
+    gate never advances unchecked; a split that looks wrong then must still last ``confirm_seconds``.
     """
     canary, baseline = step.canary.requests, step.baseline.requests
     if SPLIT_REFERENCE_CANARY not in memory:
@@ -127,6 +130,8 @@ def since_reference(step: Measurement, memory: dict[str, float]) -> Measurement:
         return step
     arms = [replace(arm, requests=max(0.0, arm.requests - memory[key]), events=None, value=None)
             for arm, key in ((step.canary, SPLIT_REFERENCE_CANARY), (step.baseline, SPLIT_REFERENCE_BASELINE))]
+    if arms[0].requests + arms[1].requests < max(min_requests, 1):
+        return step
     return replace(step, canary=arms[0], baseline=arms[1])
 
 
