@@ -266,7 +266,9 @@ def test_broken_routing_is_caught_by_the_sample_ratio_check(stack):
     assert "canary at 100%" in xcom(dag_run, "rollback")["reason"] and "force_reset" in xcom(dag_run, "rollback")["reason"]
     assert canary_weight(stack) == 0 and version_of(stack.canary_url) == "v1"  # HAProxy untouched, nothing deployed
     # force_reset puts "the canary" (really the stable server) to 0% first; the gate then catches the swap.
-    dag_run, states = run(spec_for("t_srm", router=swapped), {"version": "v2", "force_reset": True}, stack.releases_dir)
+    # (A wrong split must last confirm_seconds, 30 s by default; 5 s keeps this test short.)
+    dag_run, states = run(spec_for("t_srm", router=swapped, sample_ratio={"confirm_seconds": "5s"}),
+                          {"version": "v2", "force_reset": True}, stack.releases_dir)
     assert dag_run.state == "failed" and states["preflight"] == "success" and states["gate_10"] == "failed", states
     evidence = xcom(dag_run, "gate_10", "evidence")
     srm = next(c for c in evidence["checks"] if c["check"] == "sample_ratio")
