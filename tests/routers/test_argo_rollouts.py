@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from canary_operators.clients.kubernetes import MERGE_PATCH
 from canary_operators.exceptions import RouterError, RouterRefused
 from canary_operators.routers import router_class
-from canary_operators.routers.kubernetes import MERGE_PATCH
 from tests.k8s_api_server import k8s, rollout  # noqa: F401  (k8s is a fixture)
 
 SETTINGS = {"namespace": "shop", "rollout": "web", "poll_seconds": 0.02, "step_timeout_seconds": 5}

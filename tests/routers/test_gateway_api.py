@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
+from canary_operators.clients.kubernetes import JSON_PATCH
 from canary_operators.exceptions import RouterError
 from canary_operators.routers import router_class
-from canary_operators.routers.kubernetes import JSON_PATCH
 from tests.k8s_api_server import http_route, k8s  # noqa: F401  (k8s is a fixture)
 
 SETTINGS = {"namespace": "shop", "http_route": "web", "stable_service": "web-stable", "canary_service": "web-canary"}

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
+from canary_operators.clients.kubernetes import JSON_PATCH, MERGE_PATCH, KubernetesApi, virtual_service as vs_resource
 from canary_operators.exceptions import RouterError
 from canary_operators.routers import router_class
-from canary_operators.routers.kubernetes import JSON_PATCH, MERGE_PATCH, KubernetesApi, virtual_service as vs_resource
 from tests.k8s_api_server import k8s, virtual_service  # noqa: F401  (k8s is a fixture)
 
 HOST = "web.shop.svc.cluster.local"
@@ -175,7 +175,7 @@ def test_a_patch_that_does_not_fit_an_unchanged_object_fails_at_once(k8s):
 def test_a_lost_race_on_every_attempt_fails_as_a_conflict(k8s):
     """Someone writes between each of our reads and our patch: every re-read shows a new
     resourceVersion, so each 422 is a lost race, retried, until the attempts run out."""
-    from canary_operators.routers.kubernetes import resource_version_guard
+    from canary_operators.clients.kubernetes import resource_version_guard
 
     k8s.api.put(virtual_service())
     api = KubernetesApi(k8s.conn_id, label="istio")

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from canary_operators.clients.kubernetes import MERGE_PATCH
 from canary_operators.exceptions import RouterError
 from canary_operators.routers import router_class
-from canary_operators.routers.kubernetes import MERGE_PATCH
 from tests.k8s_api_server import ingress, k8s  # noqa: F401  (k8s is a fixture)
 
 SETTINGS = {"namespace": "shop", "canary_ingress": "web-canary"}
@@ -76,7 +76,7 @@ def test_missing_ingress_forbidden_and_conflicts(k8s):
 
 
 def test_the_fake_refuses_a_number_as_annotation_like_kubernetes(k8s):
-    from canary_operators.routers.kubernetes import KubernetesApi, ingress as ingress_resource
+    from canary_operators.clients.kubernetes import KubernetesApi, ingress as ingress_resource
 
     k8s.api.put(ingress())
     with pytest.raises(RouterError, match="HTTP 400.*cannot unmarshal number"):

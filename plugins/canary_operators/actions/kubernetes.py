@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import time
 
+from canary_operators.clients.kubernetes import MERGE_PATCH, STRATEGIC_MERGE_PATCH, KubernetesApi, deployment
+from canary_operators.clients.retrying import WaitTimedOut, wait_until
 from canary_operators.exceptions import HookError
-from canary_operators.routers.kubernetes import MERGE_PATCH, STRATEGIC_MERGE_PATCH, KubernetesApi, deployment
 from canary_operators.spec import K8sDeployHook, K8sScaleHook
 
 # Seconds between reads while waiting; never more than a tenth of the action's timeout. Tests shorten it.
@@ -122,13 +123,19 @@ def rollout_state(obj: dict) -> tuple[bool, str]:
 
 def _wait_until_ready(api: KubernetesApi, res, timeout: float, label: str) -> str:
     started = time.monotonic()
-    poll = max(0.01, min(POLL_SECONDS, timeout / 10))
-    while True:
+    last = [""]
+
+    def rolled_out() -> str | None:
         done, why = rollout_state(api.get(res))
+        last[0] = why
         if done:
             return f"; {why} after {time.monotonic() - started:.1f}s"
         if why.startswith("the rollout failed"):
             raise HookError(f"{label}: {res}: {why}")
-        if time.monotonic() - started >= timeout:
-            raise HookError(f"{label}: {res} not ready after {timeout:g}s: {why}")
-        time.sleep(poll)
+        return None
+
+    try:
+        return wait_until(rolled_out, timeout=timeout, interval=max(0.01, min(POLL_SECONDS, timeout / 10)),
+                          what=f"{res} to roll out")
+    except WaitTimedOut:
+        raise HookError(f"{label}: {res} not ready after {timeout:g}s: {last[0]}") from None

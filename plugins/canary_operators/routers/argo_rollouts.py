@@ -30,7 +30,7 @@ which is not ``setWeight`` (at 20% of 4 replicas Argo runs 1 canary pod of 4, or
 1 canary and 4 stable). The Rollout's status counts pods over all its ReplicaSets (``replicas``,
 ``readyReplicas``) and the canary's pods (``updatedReplicas``, the new ReplicaSet's pods) but not
 the canary's ready pods, so when some pods are not ready the share is only known between bounds
-(see ``_replica_share``); when no pod is ready the status cannot tell, and the weight is used
+(see ``argo_rollouts_state.replica_share``); when no pod is ready the status cannot tell, and the weight is used
 (logged).
 
 Each gate step's ``setWeight`` must be followed by ``pause: {}`` (no duration), or Argo would move
@@ -50,16 +50,12 @@ RBAC: ``get`` on ``rollouts`` and ``patch`` on ``rollouts/status`` in API group 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
 from functools import cached_property
-from typing import ClassVar
+from typing import Callable, ClassVar, TypeVar
 
 from pydantic import Field
 
-from canary_operators.exceptions import RouterError, RouterRefused, WeightNotApplied
-from canary_operators.routers.base import TrafficRouter
-from canary_operators.routers.kubernetes import (
+from canary_operators.clients.kubernetes import (
     DNS_SUBDOMAIN,
     MERGE_PATCH,
     Conflict,
@@ -67,8 +63,13 @@ from canary_operators.routers.kubernetes import (
     KubernetesSettings,
     argo_rollout,
 )
+from canary_operators.clients.retrying import WaitTimedOut, wait_until
+from canary_operators.exceptions import RouterError, RouterRefused, WeightNotApplied
+from canary_operators.routers.argo_rollouts_state import RolloutState, replica_share, step_problems
+from canary_operators.routers.base import TrafficRouter
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ArgoRolloutsSettings(KubernetesSettings):
@@ -76,74 +77,6 @@ class ArgoRolloutsSettings(KubernetesSettings):
     # How long the controller may take to reach a step (or abort, or promote) before it is an error.
     step_timeout_seconds: float = Field(default=300.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
-
-
-@dataclass(frozen=True)
-class RolloutState:
-    """What the router needs from a Rollout, read once."""
-
-    obj: dict
-
-    @property
-    def spec(self) -> dict:
-        return self.obj.get("spec") or {}
-
-    @property
-    def status(self) -> dict:
-        return self.obj.get("status") or {}
-
-    @property
-    def canary(self) -> dict:
-        return (self.spec.get("strategy") or {}).get("canary") or {}
-
-    @property
-    def steps(self) -> list[dict]:
-        return self.canary.get("steps") or []
-
-    @property
-    def traffic_routed(self) -> bool:
-        """True when a traffic router splits the requests; False when the replica counts do."""
-        return bool(self.canary.get("trafficRouting"))
-
-    @property
-    def index(self) -> int:
-        return int(self.status.get("currentStepIndex") or 0)
-
-    @property
-    def paused(self) -> bool:
-        return bool(self.status.get("pauseConditions"))
-
-    @property
-    def aborted(self) -> bool:
-        return bool(self.status.get("abort"))
-
-    @property
-    def updating(self) -> bool:
-        current, stable = self.status.get("currentPodHash"), self.status.get("stableRS")
-        return bool(current) and current != stable
-
-    @property
-    def status_weight(self) -> int | None:
-        weight = ((((self.status.get("canary") or {}).get("weights") or {}).get("canary")) or {}).get("weight")
-        return None if weight is None else int(weight)
-
-    def set_weight(self) -> int:
-        """Argo's ``GetCurrentSetWeight``: 0 when aborted, 100 after the last step, else the
-        ``setWeight`` of the current step or the last one before it."""
-        if self.aborted:
-            return 0
-        if self.index >= len(self.steps):
-            return 100
-        for step in reversed(self.steps[: self.index + 1]):
-            if "setWeight" in step:
-                return int(step["setWeight"])
-        return 0
-
-    def describe(self) -> str:
-        phase = self.status.get("phase") or "unknown"
-        message = self.status.get("message")
-        return (f"step {self.index}/{len(self.steps)}, setWeight {self.set_weight()}%, phase {phase}"
-                + (f": {message}" if message else ""))
 
 
 class ArgoRolloutsRouter(TrafficRouter):
@@ -179,7 +112,7 @@ class ArgoRolloutsRouter(TrafficRouter):
         if state.traffic_routed:
             weight = state.status_weight
             return (percent if weight is None else weight) / 100
-        share, note = self._replica_share(state, percent)
+        share, note = replica_share(state, percent)
         if share is None:
             log.info("argo_rollouts: %s splits traffic by replicas but %s; expecting the canary to serve "
                      "its weight, %d%%", self.resource, note, percent)
@@ -188,36 +121,11 @@ class ArgoRolloutsRouter(TrafficRouter):
             log.info("argo_rollouts: %s: %s", self.resource, note)
         return share
 
-    @staticmethod
-    def _replica_share(state: RolloutState, percent: int) -> tuple[float | None, str]:
-        """The canary's share of the ready pods of a Rollout without traffic routing, from its status:
-        ``replicas`` (non-terminated pods of all its ReplicaSets), ``updatedReplicas`` (those of the
-        canary's, the new, ReplicaSet) and ``readyReplicas`` (ready pods of all its ReplicaSets; the
-        Service's endpoints are the ready pods). When all pods are ready the share is exact. When some
-        are not, the status does not say whose they are: the canary has between
-        ``ready - stable pods`` and ``min(canary pods, ready)`` of the ready ones, and the share is the
-        weight held within those bounds, with a note. Returns ``(None, why)`` when the status cannot
-        tell at all."""
-        status = state.status
-        if not state.updating:
-            return None, "no update is in progress, so there is no canary ReplicaSet to count"
-        total = int(status.get("replicas") or 0)  # the fields are omitted when 0
-        ready = min(int(status.get("readyReplicas") or 0), total)
-        if ready == 0:
-            return None, f"its status reports no ready pods (readyReplicas 0 of {total} replicas)"
-        canary = min(int(status.get("updatedReplicas") or 0), total)
-        low, high = max(0, ready - (total - canary)), min(canary, ready)
-        if low == high:
-            return low / ready, ""
-        share = min(max(percent / 100, low / ready), high / ready)
-        return share, (f"{ready} of {total} pods are ready ({canary} canary) and the status does not say whose, so the "
-                       f"canary serves between {low / ready:.1%} and {high / ready:.1%}; expecting {share:.1%}")
-
     def check_online(self) -> None:
         state = self._state()
         self._check_canary(state)
         steps = list(getattr(self.run, "steps", None) or []) if self.run is not None else []
-        problems = self._step_problems(state, steps, strict=False) if steps else []
+        problems = step_problems(state, steps, strict=False) if steps else []
         if problems:
             raise RouterError(f"argo_rollouts: the steps of {self.resource} do not fit this run: " + "; ".join(problems))
 
@@ -227,7 +135,7 @@ class ArgoRolloutsRouter(TrafficRouter):
         duration) before the next ``setWeight``, so Argo waits for every gate. Read-only."""
         state = self._state()
         self._check_canary(state)
-        problems = self._step_problems(state, list(steps), strict=True)
+        problems = step_problems(state, list(steps), strict=True)
         if problems:
             raise RouterError(f"argo_rollouts: the steps of {self.resource} do not match the release: " + "; ".join(problems))
 
@@ -236,43 +144,6 @@ class ArgoRolloutsRouter(TrafficRouter):
             raise RouterError(f"argo_rollouts: {self.resource} does not use the canary strategy")
         if not any("setWeight" in s for s in state.steps):
             raise RouterError(f"argo_rollouts: {self.resource} has no setWeight steps")
-
-    @staticmethod
-    def _step_problems(state: RolloutState, steps: list[int], *, strict: bool) -> list[str]:
-        rollout_steps = state.steps
-        set_weights = [(i, int(s["setWeight"])) for i, s in enumerate(rollout_steps) if "setWeight" in s]
-        gates = [s for s in steps if s < 100]
-        theirs = [w for _, w in set_weights if w < 100]
-        problems = []
-        if strict and theirs != gates:
-            extra = [w for w in theirs if w not in gates]
-            missing = [w for w in gates if w not in theirs]
-            detail = ", ".join(filter(None, [
-                f"the Rollout also sets {extra} (no gate would judge them)" if extra else "",
-                f"the Rollout has no setWeight for {missing}" if missing else "",
-                "the order differs" if not extra and not missing else "",
-            ]))
-            problems.append(f"its setWeight steps {theirs} are not the release's steps below 100 {gates}: {detail}")
-        for weight in gates:
-            at = [i for i, w in set_weights if w == weight]
-            if not at:
-                if not strict:
-                    problems.append(f"it has no setWeight: {weight} step (its setWeights: {[w for _, w in set_weights]})")
-                continue
-            if len(at) > 1:
-                problems.append(f"setWeight: {weight} appears {len(at)} times")
-                continue
-            after = at[0] + 1
-            following = [i for i, _ in set_weights if i > at[0]]
-            until = following[0] if following else len(rollout_steps)
-            pauses = [s["pause"] or {} for s in rollout_steps[after:until] if "pause" in s]
-            if not pauses:
-                problems.append(f"setWeight: {weight} (step {at[0]}) is not followed by a pause, so Argo would go on "
-                                "without waiting for the gate; add pause: {}")
-            elif all(p.get("duration") not in (None, "", 0, "0") for p in pauses):
-                problems.append(f"the pause after setWeight: {weight} (step {at[0]}) has a duration, so Argo would go on "
-                                "when it ends, whatever the gate says; use pause: {}")
-        return problems
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -297,8 +168,22 @@ class ArgoRolloutsRouter(TrafficRouter):
                                    f"({state.describe()})")
         return 100
 
-    def _deadline(self) -> float:
-        return time.monotonic() + self.settings.step_timeout_seconds
+    def _wait(self, look: Callable[[RolloutState, bool], T | None], what: str, timed_out: Callable[[RolloutState], str]) -> T:
+        """Read the Rollout every ``poll_seconds`` and pass it to ``look(state, waiting)`` (``waiting``:
+        not the first read) until that returns a value; after ``step_timeout_seconds``, a RouterError
+        with ``timed_out(last state read)``."""
+        seen: list[RolloutState] = []
+
+        def probe() -> T | None:
+            state = self._state()
+            waiting = bool(seen)
+            seen[:] = [state]
+            return look(state, waiting)
+
+        try:
+            return wait_until(probe, timeout=self.settings.step_timeout_seconds, interval=self.settings.poll_seconds, what=what)
+        except WaitTimedOut:
+            raise RouterError(timed_out(seen[-1])) from None
 
     def _aborted(self, state: RolloutState, waiting: bool, doing: str) -> RouterRefused:
         what = state.status.get("message") or "status.abort is true"
@@ -324,14 +209,12 @@ class ArgoRolloutsRouter(TrafficRouter):
 
     def _advance(self, percent: int) -> None:
         doing = f"moving to {percent}%"
-        deadline = self._deadline()
-        waiting = False
-        while True:
-            state = self._state()
+
+        def look(state: RolloutState, waiting: bool) -> bool | None:
             self._check_health(state, waiting, doing)
             if not state.updating:
                 if percent == 100:
-                    return  # the last step is done (now or before a retry): the canary revision is the stable one
+                    return True  # the last step is done (now or before a retry): the canary revision is the stable one
                 raise RouterError(f"argo_rollouts: {self.resource} has no update in progress (stableRS == currentPodHash): "
                                   "deploy the new version first (a new pod template starts the canary)")
             targets = [i for i, s in enumerate(state.steps) if s.get("setWeight") == percent]
@@ -339,7 +222,7 @@ class ArgoRolloutsRouter(TrafficRouter):
                 weights = [s["setWeight"] for s in state.steps if "setWeight" in s]
                 raise RouterError(f"argo_rollouts: {self.resource} has no setWeight: {percent} step (its setWeights: {weights})")
             if self._reached(state, percent):
-                return
+                return True
             current = state.set_weight()
             if current > percent:
                 raise RouterError(f"argo_rollouts: {self.resource} is already past setWeight {percent}% ({state.describe()}); "
@@ -349,12 +232,11 @@ class ArgoRolloutsRouter(TrafficRouter):
             elif state.spec.get("paused"):
                 raise RouterError(f"argo_rollouts: {self.resource} was paused by hand (spec.paused); "
                                   f"resume it with `kubectl argo rollouts promote {self.resource.name}`")
-            if time.monotonic() > deadline:
-                raise RouterError(f"argo_rollouts: {self.resource} did not reach setWeight {percent}% paused within "
-                                  f"{self.settings.step_timeout_seconds:g}s ({state.describe()}); is setWeight: {percent} "
-                                  "followed by pause: {}?")
-            waiting = True
-            time.sleep(self.settings.poll_seconds)
+            return None
+
+        self._wait(look, f"{self.resource} at setWeight {percent}%, paused", lambda state: (
+            f"argo_rollouts: {self.resource} did not reach setWeight {percent}% paused within "
+            f"{self.settings.step_timeout_seconds:g}s ({state.describe()}); is setWeight: {percent} followed by pause: {{}}?"))
 
     def _resume(self, state: RolloutState) -> None:
         """Clear the pause the Rollout is in, but only if it is still the one we read."""
@@ -372,12 +254,10 @@ class ArgoRolloutsRouter(TrafficRouter):
             return {"status": {"abort": True}}, MERGE_PATCH
 
         self.api.update(self.resource, build, attempts=self.settings.conflict_attempts, subresource="status")
-        deadline = self._deadline()
-        while (state := self._state()).status_weight not in (None, 0):
-            if time.monotonic() > deadline:
-                raise RouterError(f"argo_rollouts: {self.resource} was aborted but its canary still takes "
-                                  f"{state.status_weight}% after {self.settings.step_timeout_seconds:g}s")
-            time.sleep(self.settings.poll_seconds)
+        self._wait(lambda state, _: True if state.status_weight in (None, 0) else None,
+                   f"{self.resource}'s canary weight to drop to 0 after the abort", lambda state: (
+                       f"argo_rollouts: {self.resource} was aborted but its canary still takes "
+                       f"{state.status_weight}% after {self.settings.step_timeout_seconds:g}s"))
 
     def promote(self) -> str | None:
         name = f"rollout {self.resource.namespace}/{self.resource.name}"
@@ -390,13 +270,13 @@ class ArgoRolloutsRouter(TrafficRouter):
             return None if not RolloutState(obj).updating else ({"status": {"promoteFull": True}}, MERGE_PATCH)
 
         self.api.update(self.resource, build, attempts=self.settings.conflict_attempts, subresource="status")
-        deadline = self._deadline()
-        while True:
-            state = self._state()
+
+        def look(state: RolloutState, _: bool) -> str | None:
             self._check_health(state, True, "being promoted")
-            if not state.updating:
-                return f"{name} fully promoted (status.promoteFull): revision {state.status.get('stableRS')} is stable"
-            if time.monotonic() > deadline:
-                raise RouterError(f"argo_rollouts: {self.resource} did not finish its full promotion within "
-                                  f"{self.settings.step_timeout_seconds:g}s ({state.describe()})")
-            time.sleep(self.settings.poll_seconds)
+            if state.updating:
+                return None
+            return f"{name} fully promoted (status.promoteFull): revision {state.status.get('stableRS')} is stable"
+
+        return self._wait(look, f"{self.resource}'s full promotion", lambda state: (
+            f"argo_rollouts: {self.resource} did not finish its full promotion within "
+            f"{self.settings.step_timeout_seconds:g}s ({state.describe()})"))

@@ -25,9 +25,7 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from canary_operators.exceptions import RouterError
-from canary_operators.routers.base import TrafficRouter
-from canary_operators.routers.kubernetes import (
+from canary_operators.clients.kubernetes import (
     DNS_LABEL,
     DNS_SUBDOMAIN,
     JSON_PATCH,
@@ -37,6 +35,8 @@ from canary_operators.routers.kubernetes import (
     resource_version_guard,
     unchanged,
 )
+from canary_operators.exceptions import RouterError
+from canary_operators.routers.base import TrafficRouter
 
 
 class GatewayApiSettings(KubernetesSettings):

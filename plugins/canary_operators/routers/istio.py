@@ -26,9 +26,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from canary_operators.exceptions import RouterError
-from canary_operators.routers.base import TrafficRouter
-from canary_operators.routers.kubernetes import (
+from canary_operators.clients.kubernetes import (
     DNS_SUBDOMAIN,
     JSON_PATCH,
     KubernetesApi,
@@ -37,6 +35,8 @@ from canary_operators.routers.kubernetes import (
     unchanged,
     virtual_service,
 )
+from canary_operators.exceptions import RouterError
+from canary_operators.routers.base import TrafficRouter
 
 
 class Destination(BaseModel):

@@ -22,9 +22,9 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from canary_operators.clients.kubernetes import DNS_SUBDOMAIN, MERGE_PATCH, KubernetesApi, KubernetesSettings, ingress
 from canary_operators.exceptions import RouterError
 from canary_operators.routers.base import TrafficRouter
-from canary_operators.routers.kubernetes import DNS_SUBDOMAIN, MERGE_PATCH, KubernetesApi, KubernetesSettings, ingress
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 CANARY = PREFIX + "canary"

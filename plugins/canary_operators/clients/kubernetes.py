@@ -1,6 +1,7 @@
-"""What the Kubernetes routers and actions share: API clients from the cncf provider's
-``KubernetesHook``, reads and patches with an explicit content type, a re-read-and-retry loop for
-objects that changed underneath, and API errors turned into messages that say what to fix.
+"""The Kubernetes client every router and action uses: API clients from the cncf provider's
+``KubernetesHook``, reads and patches with an explicit content type, a re-read-and-retry of
+objects that changed underneath (through ``clients.retrying``), and API errors turned into
+messages that say what to fix.
 
 Content types. The sync ``kubernetes`` client picks a patch's Content-Type from the body unless
 ``_content_type`` is given, and its choice differs per API: custom objects get merge-patch even
@@ -19,8 +20,8 @@ JSON patch whose ``test`` op failed it answers 422, reason ``Invalid``, with onl
 message "the server rejected our request due to an error in our request" and empty ``details``
 (``NewGenericServerResponse`` in the apiserver's ``endpoints/handlers/patch.go``), exactly as for
 a path into a missing member. So ``update`` reads the object again: a new resourceVersion means
-it lost a race and rebuilds, up to ``attempts`` times; the same one means the patch does not fit
-the object, which is an error at once.
+it lost a race and rebuilds, up to ``attempts`` times with a short backoff; the same one means the
+patch does not fit the object, which is an error at once.
 
 Errors, per failed call (each a ``RouterError`` for routers, ``HookError`` for actions):
 
@@ -38,13 +39,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from canary_operators.clients.retrying import retrying
 from canary_operators.exceptions import CanaryError, RouterError
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 
 
 class KubernetesSettings(BaseModel):
-    """Settings every Kubernetes router has."""
+    """Settings every Kubernetes router has: where, and how this client calls."""
 
     model_config = ConfigDict(extra="forbid")
     namespace: str = Field(pattern=DNS_LABEL)
@@ -126,6 +127,10 @@ PATCH_NOT_APPLIED_MESSAGE = "the server rejected our request due to an error in 
 class PatchNotApplied(Conflict):
     """A JSON patch did not apply (HTTP 422 with the generic message): the object changed since it
     was read (a ``test`` op failed) or the patch does not fit it. Only a re-read tells which."""
+
+
+# Seconds before the first re-read after a conflict; doubled each time, at most 1 s.
+CONFLICT_FIRST_WAIT = 0.05
 
 
 def _resource_version(obj: dict) -> str | None:
@@ -206,8 +211,11 @@ class KubernetesApi:
                subresource: str | None = None) -> dict:
         """Read ``res``, let ``build(obj)`` return ``(patch, content_type)`` (None: nothing to do),
         and send it. On a conflict, read again and rebuild, up to ``attempts`` times in all."""
-        last: Conflict | None = None
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+
+        def read_build_patch() -> dict:
+            nonlocal attempt
+            attempt += 1
             obj = self.get(res)
             change = build(obj)
             if change is None:
@@ -223,20 +231,20 @@ class KubernetesApi:
                         f"{self.label}: the API server could not apply our JSON patch to {res} (HTTP 422 Invalid: {e}), "
                         f"and {res} has not changed since we read it (resourceVersion {_resource_version(obj)}): the "
                         f"patch does not fit the object, e.g. a path that does not exist: {json.dumps(body)[:500]}") from None
-                last = e
                 log.warning("%s: %s changed while we wrote it (a JSON-patch test failed, resourceVersion %s -> %s); "
                             "building the patch again (attempt %d of %d)", self.label, res, _resource_version(obj),
                             _resource_version(now), attempt, attempts)
-                if attempt < attempts:
-                    time.sleep(min(0.05 * 2 ** (attempt - 1), 1.0))
+                raise
             except Conflict as e:
-                last = e
                 log.warning("%s: %s changed while we wrote it (%s); reading it again (attempt %d of %d)",
                             self.label, res, e, attempt, attempts)
-                if attempt < attempts:
-                    time.sleep(min(0.05 * 2 ** (attempt - 1), 1.0))
-        raise self.error(f"{self.label}: {res} kept changing underneath us: {attempts} writes in a row hit a conflict "
-                         f"({last}); someone else is writing it")
+                raise
+
+        try:
+            return retrying(retry_on=Conflict, attempts=attempts, first_wait=CONFLICT_FIRST_WAIT, max_wait=1.0)(read_build_patch)
+        except Conflict as last:
+            raise self.error(f"{self.label}: {res} kept changing underneath us: {attempts} writes in a row hit a conflict "
+                             f"({last}); someone else is writing it") from None
 
     # -- errors ---------------------------------------------------------------------------------
 
