@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from canary_operators.metrics import PROVIDERS
 from canary_operators.routers import ROUTERS
 from canary_operators.spec import (
     DEFAULT_STEPS,
+    Check,
     ErrorRateCheck,
+    Hook,
     LatencyCheck,
     load_spec,
     parse_spec,
@@ -251,3 +254,26 @@ def test_safety_defaults_and_derived_timeouts():
 def test_approval_points_must_be_steps():
     with pytest.raises(SpecError, match=r"approval.before\[0\]=30: must be one of the steps"):
         parse_spec(spec_with(approval={"before": [30]}), "web.yaml")
+
+
+def _union_members(union) -> list:
+    """The models of a tagged union such as ``Check`` or ``Hook`` (Annotated[Union[...], Field])."""
+    return list(typing.get_args(typing.get_args(union)[0]))
+
+
+@pytest.mark.parametrize("field, member", [
+    *(("checks", m) for m in _union_members(Check)),
+    *((field, m) for field in ("deploy", "promote", "after_promote", "rollback") for m in _union_members(Hook)),
+])
+def test_every_union_member_has_clean_error_locations(field, member):
+    # An error inside any check kind or action type names the field as the user wrote it:
+    # checks[0].bogus, never checks[0].<kind>.bogus. A member whose tag is not stripped fails here.
+    key = "kind" if field == "checks" else "type"
+    (tag,) = typing.get_args(member.model_fields[key].annotation)
+    item = {key: tag, "name": "x", "bogus": 1}
+    data = spec_with(checks=[item]) if field == "checks" else spec_with(**{field: item})
+    where = "checks[0]" if field == "checks" else field
+    with pytest.raises(SpecError) as raised:
+        parse_spec(data, "web.yaml")
+    assert f"web.yaml: {where}.bogus: unknown field" in str(raised.value).splitlines()
+    assert f".{tag}." not in str(raised.value)
