@@ -101,7 +101,7 @@ def test_gives_up_after_the_deadline_with_the_last_weight_read(clock):
     assert failed.value.weight == 10
     message = str(failed.value)
     assert message.startswith("gave up after ") and "(rollback_deadline 60s)" in message
-    assert "WeightNotApplied: fake: set canary weight 0% but it reads back 10%" in message
+    assert "WeightNotApplied: fake: put all traffic back on stable but it reads back stable 90%, canary 10%" in message
     assert clock.now - started <= 60 + 1
     assert len(clock.waits) >= 5  # it kept trying for the whole minute
 

@@ -85,7 +85,7 @@ def restore_stable(router, deadline_seconds: float, logger=None, sleep: Callable
             with attempt:
                 attempts = attempt.retry_state.attempt_number
                 try:
-                    weight = router.apply(0)
+                    weight = router.restore().weights.canary
                 except Exception:
                     try:
                         last_weight[0] = router.get_canary_weight()

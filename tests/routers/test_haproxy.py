@@ -10,7 +10,7 @@ import pytest
 from canary_operators.endpoint import Endpoint
 from canary_operators.exceptions import RouterError, WeightNotApplied
 from canary_operators.routers import ROUTERS, router_class
-from canary_operators.routers.base import TrafficRouter
+from canary_operators.routers.base import TrafficRouter, Weights
 from tests.conftest import free_port, wait_until
 
 CONFIG = """
@@ -28,6 +28,7 @@ frontend web
 backend app
     server stable 127.0.0.1:{dead_port} weight 100
     server canary 127.0.0.1:{dead_port} weight 0
+    server mirror 127.0.0.1:{dead_port} weight 0
 """
 
 
@@ -53,8 +54,8 @@ def router(endpoint, **settings):
 
 
 def raw_weights(endpoint) -> tuple[int, int]:
-    r = router(endpoint)
-    return r._get("stable"), r._get("canary")
+    servers = router(endpoint)._servers()
+    return servers["stable"][0], servers["canary"][0]
 
 
 @pytest.mark.parametrize("via", ["tcp", "unix"])
@@ -93,16 +94,43 @@ def test_connection_without_address_is_a_router_error():
         router(Endpoint()).get_canary_weight()
 
 
-def test_both_weights_zero_is_an_error(haproxy):
+def test_both_weights_zero_shows_instead_of_being_rounded_away(haproxy):
     r = router(haproxy["tcp"])
     r._set("stable", 0)
     r._set("canary", 0)
     try:
-        with pytest.raises(RouterError, match="both servers of backend app have weight 0"):
-            r.get_canary_weight()
+        assert r.get_weights() == Weights(stable=0, canary=0)
+        assert str(r.get_weights()) == "stable 0%, canary 0%"
         assert r.apply(0) == 0  # recovers: stable is set first
+        assert r.get_weights() == Weights(stable=100, canary=0)
     finally:
         r._set("stable", 100)
+
+
+def test_a_third_server_shows_as_elsewhere_and_fails_the_read_back(haproxy):
+    r = router(haproxy["tcp"])
+    r._set("mirror", 25)
+    try:
+        assert r.get_weights() == Weights(stable=80, canary=0, other=20)
+        with pytest.raises(WeightNotApplied, match="reads back stable 72%, canary 8%, elsewhere 20%"):
+            r.apply(10)
+    finally:
+        r._set("mirror", 0)
+        r.apply(0)
+
+
+def test_verify_asks_the_data_plane_a_server_in_maintenance_takes_nothing(haproxy):
+    r = router(haproxy["tcp"])
+    assert r.apply_verified(10).verified is True
+    r._command("disable server app/canary")  # maintenance: weight 10 kept, no traffic
+    try:
+        assert r.get_weights() == Weights(stable=90, canary=10)  # what was set
+        assert r.verify(10) is False and r.verify(0) is True
+        with pytest.raises(WeightNotApplied, match="the data plane does not route 10% to the canary"):
+            r.apply(10)
+    finally:
+        r._command("enable server app/canary")
+        r.apply(0)
 
 
 def test_registry_fails_loudly_and_lists_valid_names():
@@ -125,7 +153,7 @@ class _StuckRouter(TrafficRouter):
 
 
 def test_apply_fails_when_the_weight_does_not_take():
-    with pytest.raises(WeightNotApplied, match="set canary weight 50% but it reads back 7%"):
+    with pytest.raises(WeightNotApplied, match="set canary weight 50% but it reads back stable 93%, canary 7%"):
         _StuckRouter({"backend": "app"}, None).apply(50)
 
 

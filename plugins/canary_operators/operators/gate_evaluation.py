@@ -154,7 +154,7 @@ def reset_to_stable(release: ReleaseSpec, run: RunConf, weight: int, reason: str
     started = time.monotonic()
     record = {"reason": reason, "weight_before": weight}
     try:
-        record["weight_after"] = build_router(release, run).apply(0)
+        record["weight_after"] = build_router(release, run).restore().weights.canary
         record["seconds_to_stable"] = round(time.monotonic() - started, 3)
         if log:
             log.error("canary at %d%% set to 0%% in %.3fs: %s", weight, record["seconds_to_stable"], reason)

@@ -165,11 +165,11 @@ class Preflight(ReleaseOperator):
                     f'{{"force_reset": true}}. Nothing was moved.')
             if problem:
                 self.log.warning("force_reset: %s; putting the canary back to 0%% before this release", problem)
-                weight = router.apply(0)
+                weight = router.restore().weights.canary
         elif weight > 0 and status.phase != "promoted":
             self.log.warning("adopting this run's own record (%s); the canary is at %d%% and goes back to 0%% first",
                              status.phase, weight)
-            weight = router.apply(0)
+            weight = router.restore().weights.canary
         write_status(status.advance(
             phase="idle", run_id=run_id, dag_id=self.release.dag_id, version=run.version,
             stable_version=run.stable_version, weight=weight, promote_done=(), spec=self.release.model_dump(mode="json"),

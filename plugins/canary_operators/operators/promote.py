@@ -50,7 +50,7 @@ class Promote(ReleaseOperator):
                     done.add("stable_slot")
                     record(name, self.log, strict=True, promote_done=tuple(sorted(done)),
                            decision=f"promote: the stable slot runs {run.version}; routing all traffic to it")
-                router.apply(0)
+                router.restore()
                 where = "the stable slot (canary slot back to 0%)"
             done.add("routed")
             Variable.set(stable_version_variable(name), run.version)

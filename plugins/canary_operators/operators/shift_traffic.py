@@ -34,11 +34,12 @@ class ShiftTraffic(ReleaseOperator):
             return {"weight": weight, "dry_run": True, "shifted_at": time.time()}
         require_ownership(self.release, context)
         record(self.release.name, self.log, phase="shifting", decision=f"{self.task_id}: moving the canary to {weight}%")
-        actual = build_router(self.release, run).apply(weight)
+        applied = build_router(self.release, run).apply_verified(weight)
+        actual = applied.weights.canary
         shifted_at = time.time()
         taken = heartbeat(self.release.name, run_id_of(context), self.log, phase="gating", weight=actual,
                           decision=f"{self.task_id}: canary at {actual}% (read back)")
         if taken:  # the guard reset the release while this shift ran: its reset stands
             raise AirflowFailException(f"{self.release.name}: stopped after the shift: {taken}")
-        self.log.info("%s: canary now takes %d%% of traffic (read back)", self.release.name, actual)
-        return {"weight": actual, "shifted_at": shifted_at}
+        self.log.info("%s: canary now takes %d%% of traffic: %s", self.release.name, actual, applied.describe())
+        return {"weight": actual, "shifted_at": shifted_at, "verified": applied.verified}

@@ -1,4 +1,10 @@
-"""HAProxy through its runtime API (the admin socket): ``set server B/S weight N``, ``get weight``.
+"""HAProxy through its runtime API (the admin socket): ``set server B/S weight N``, and
+``show servers state B`` to read every server of the backend.
+
+- ``get_weights``: each server's weight as set (``srv_uweight``), as percentages of the backend's
+  total; servers other than stable and canary show as "elsewhere".
+- ``verify``: the data plane's view: a server in maintenance or down takes no traffic whatever its
+  weight, so the split is verified when every server that should take traffic is up and ready.
 
 The connection gives either ``host``/``port`` of a TCP admin socket (``stats socket
 ipv4@127.0.0.1:PORT level admin``) or ``extra.socket``, the path of a UNIX admin socket.
@@ -14,7 +20,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from canary_operators.exceptions import RouterError
-from canary_operators.routers.base import TrafficRouter
+from canary_operators.routers.base import TrafficRouter, Weights
 
 _NAME = r"^[A-Za-z0-9_.:-]{1,64}$"
 
@@ -62,12 +68,25 @@ class HAProxyRouter(TrafficRouter):
         if answer:  # success is an empty answer
             raise RouterError(f"haproxy: set weight of {self.settings.backend}/{server} failed: {answer}")
 
-    def _get(self, server: str) -> int:
-        answer = self._command(f"get weight {self.settings.backend}/{server}")
-        match = re.match(r"^(\d+) \(initial \d+\)", answer)
-        if not match:
-            raise RouterError(f"haproxy: get weight of {self.settings.backend}/{server} failed: {answer}")
-        return int(match.group(1))
+    def _servers(self) -> dict[str, tuple[int, bool]]:
+        """Server name → (weight as set, takes traffic: running and not in maintenance or drain)."""
+        backend = self.settings.backend
+        answer = self._command(f"show servers state {backend}")
+        header, servers = None, {}
+        for line in answer.splitlines():
+            if line.startswith("# be_id"):
+                header = line[2:].split()
+            elif header and line and not line.startswith("#") and len(line.split()) >= len(header) - 2:
+                row = dict(zip(header, line.split()))
+                if row.get("be_name") == backend:
+                    up = row.get("srv_op_state") == "2" and int(row.get("srv_admin_state", "0")) & 0x0F == 0
+                    servers[row["srv_name"]] = (int(row["srv_uweight"]), up)
+        if not servers:
+            raise RouterError(f"haproxy: backend {backend} has no servers, or the runtime API answered: {answer[:200]}")
+        for name in (self.settings.stable_server, self.settings.canary_server):
+            if name not in servers:
+                raise RouterError(f"haproxy: backend {backend} has no server {name!r} (servers: {sorted(servers)})")
+        return servers
 
     def set_canary_weight(self, percent: int) -> None:
         s = self.settings
@@ -82,12 +101,21 @@ class HAProxyRouter(TrafficRouter):
 
     def get_canary_weight_or_none(self) -> int | None:
         try:
-            return self.get_canary_weight()
+            return self.get_weights().canary
         except RouterError:
             return None
 
-    def get_canary_weight(self) -> int:
-        stable, canary = self._get(self.settings.stable_server), self._get(self.settings.canary_server)
-        if stable + canary == 0:
-            raise RouterError(f"haproxy: both servers of backend {self.settings.backend} have weight 0")
-        return round(canary * 100 / (stable + canary))
+    def get_weights(self) -> Weights:
+        servers = self._servers()
+        total = sum(weight for weight, _ in servers.values())
+        stable, canary = servers[self.settings.stable_server][0], servers[self.settings.canary_server][0]
+        if total == 0:
+            return Weights(stable=0, canary=0)  # nothing takes traffic: shown, never rounded to a split
+        stable_pct, canary_pct = round(stable * 100 / total), round(canary * 100 / total)
+        return Weights(stable=stable_pct, canary=canary_pct, other=100 - stable_pct - canary_pct)
+
+    def verify(self, percent: int) -> bool:
+        servers = self._servers()
+        needed = [name for name, share in ((self.settings.stable_server, 100 - percent),
+                                           (self.settings.canary_server, percent)) if share > 0]
+        return all(servers[name][1] for name in needed)
