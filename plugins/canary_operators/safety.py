@@ -47,14 +47,16 @@ def report_unsafe(release: str, weight: int | None, reason: str, logger=None) ->
     return message
 
 
-def restore_stable(router, deadline_seconds: float, logger=None, sleep: Callable[[float], None] = time.sleep) -> dict:
+def restore_stable(router, deadline_seconds: float, logger=None, sleep: Callable[[float], None] | None = None) -> dict:
     """Set the canary to 0% and read it back, retrying until ``deadline_seconds`` have passed.
 
     Returns ``{"weight_after": 0, "attempts": n, "seconds_to_stable": s}``. Raises
     ``TrafficNotRestored`` (with the last error and last weight read) when the budget runs out.
     A ``SpecError`` (the router is misconfigured) is not retried: no wait can fix it.
     """
-    from tenacity import Retrying, retry_if_not_exception_type, stop_after_delay, wait_exponential, wait_random
+    from tenacity import wait_exponential, wait_random
+
+    from canary_operators.clients.retrying import retrying
 
     logger = logger or log
     started = time.monotonic()
@@ -72,16 +74,10 @@ def restore_stable(router, deadline_seconds: float, logger=None, sleep: Callable
         # Never sleep past the deadline: the last try comes at the deadline, not a backoff step later.
         return min(backoff(state), max(0.0, deadline_seconds - state.seconds_since_start))
 
-    retrying = Retrying(
-        stop=stop_after_delay(deadline_seconds),
-        wait=wait,
-        retry=retry_if_not_exception_type(SpecError),
-        before_sleep=before_sleep,
-        sleep=sleep,
-        reraise=True,
-    )
+    policy = retrying(retry_on=lambda e: not isinstance(e, SpecError), deadline=deadline_seconds, wait=wait,
+                      sleep=sleep, before_sleep=before_sleep)
     try:
-        for attempt in retrying:
+        for attempt in policy:
             with attempt:
                 attempts = attempt.retry_state.attempt_number
                 try:
