@@ -8,6 +8,7 @@
     ├── MetricsError          the metrics backend rejected the query (bad query, auth); not retried
     │   └── BackendUnavailable  backend down, timed out or 5xx; hold and retry
     └── HookError             a deploy/promote/rollback hook (command or webhook) failed
+        └── HookRefused       the hook's backend refuses for good (denied, not found, invalid); not retried
 
 "No data yet" is not an exception: a provider returns ``None`` values and the judge holds.
 """
@@ -45,3 +46,7 @@ class BackendUnavailable(MetricsError):
 
 class HookError(CanaryError):
     """A deploy, promote or rollback hook failed."""
+
+
+class HookRefused(HookError):
+    """The hook's backend refuses the call in a way retrying cannot fix (denied, not found, invalid)."""

@@ -4,11 +4,10 @@ provider's KubernetesHook (an Airflow connection with ``kube_config_path``)."""
 from __future__ import annotations
 
 import copy
-import time
 
 import pytest
 
-from canary_operators.clients.kubernetes import JSON_PATCH, MERGE_PATCH, KubernetesApi, virtual_service as vs_resource
+from canary_operators.clients.kubernetes import JSON_PATCH, KubernetesApi, virtual_service as vs_resource
 from canary_operators.exceptions import RouterError
 from canary_operators.routers import router_class
 from tests.k8s_api_server import k8s, virtual_service  # noqa: F401  (k8s is a fixture)
@@ -159,38 +158,6 @@ def test_a_failed_test_op_gets_the_real_servers_answer(k8s):
                                  "reason": "Invalid", "details": {}, "code": 422}
 
 
-def test_a_patch_that_does_not_fit_an_unchanged_object_fails_at_once(k8s):
-    """Same 422 as a lost race, but a re-read shows the object did not change: the patch is wrong,
-    and retrying it cannot help."""
-    k8s.api.put(virtual_service())
-    api = KubernetesApi(k8s.conn_id, label="istio")
-    res = vs_resource("shop", "web")
-    wrong = [{"op": "replace", "path": "/spec/http/7/route/0/weight", "value": 10}]
-    with pytest.raises(RouterError, match=r"could not apply our JSON patch to VirtualService shop/web \(HTTP 422 Invalid: "
-                                          r"the server rejected .*has not changed since we read it .*/spec/http/7"):
-        api.update(res, lambda obj: (wrong, JSON_PATCH))
-    assert [w.code for w in k8s.api.writes if w.actor == "client"] == [422]  # not retried
-
-
-def test_a_lost_race_on_every_attempt_fails_as_a_conflict(k8s):
-    """Someone writes between each of our reads and our patch: every re-read shows a new
-    resourceVersion, so each 422 is a lost race, retried, until the attempts run out."""
-    from canary_operators.clients.kubernetes import resource_version_guard
-
-    k8s.api.put(virtual_service())
-    api = KubernetesApi(k8s.conn_id, label="istio")
-
-    def build(obj):
-        k8s.api.mutate("VirtualService", "shop", "web", lambda o: o["metadata"].setdefault("labels", {}).update(n=str(time.time())))
-        return [resource_version_guard(obj), {"op": "replace", "path": "/spec/http/1/route/0/weight", "value": 90},
-                {"op": "replace", "path": "/spec/http/1/route/1/weight", "value": 10}], JSON_PATCH
-
-    with pytest.raises(RouterError, match=r"kept changing underneath us: 3 writes in a row hit a conflict"):
-        api.update(vs_resource("shop", "web"), build, attempts=3)
-    assert [w.code for w in k8s.api.writes if w.actor == "client"] == [422, 422, 422]
-    assert route_weights(k8s) == [100, 0]
-
-
 def test_a_409_is_retried_and_a_persistent_one_fails_clearly(k8s):
     k8s.api.put(virtual_service())
     path = k8s.api.path("VirtualService", "shop", "web")
@@ -213,38 +180,6 @@ def test_the_fake_refuses_invalid_weights_like_istio_would(k8s):
               {"op": "add", "path": "/spec/http/1/route/1/weight", "value": 4.5}]
     with pytest.raises(RouterError, match=r"HTTP 422\).*weight: Invalid value: 95.5: must be an integer"):
         api.patch(vs_resource("shop", "web"), floats, JSON_PATCH)
-
-
-# -- what the real kubernetes client sends, and why every patch names its content type ----------
-
-def test_client_sends_a_custom_object_list_body_as_merge_patch_unless_told(k8s):
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-    from kubernetes.client.exceptions import ApiException
-
-    k8s.api.put(virtual_service())
-    client = KubernetesHook(conn_id=k8s.conn_id).custom_object_client
-    ops = [{"op": "add", "path": "/spec/http/1/route/0/weight", "value": 90},
-           {"op": "add", "path": "/spec/http/1/route/1/weight", "value": 10}]
-    with pytest.raises(ApiException) as err:
-        client.patch_namespaced_custom_object("networking.istio.io", "v1", "shop", "virtualservices", "web", ops)
-    assert err.value.status == 400 and k8s.api.writes[-1].content_type == MERGE_PATCH
-    client.patch_namespaced_custom_object("networking.istio.io", "v1", "shop", "virtualservices", "web", ops,
-                                          _content_type=JSON_PATCH)
-    assert route_weights(k8s) == [90, 10]
-
-
-def test_client_turns_a_json_patch_dict_body_into_a_strategic_merge_patch(k8s):
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-    from kubernetes.client.exceptions import ApiException
-
-    k8s.api.put(virtual_service())
-    client = KubernetesHook(conn_id=k8s.conn_id).custom_object_client
-    with pytest.raises(ApiException) as err:
-        client.patch_namespaced_custom_object("networking.istio.io", "v1", "shop", "virtualservices", "web",
-                                              {"metadata": {"labels": {"a": "b"}}}, _content_type=JSON_PATCH)
-    assert err.value.status == 415 and k8s.api.writes[-1].content_type == "application/strategic-merge-patch+json"
-    with pytest.raises(RouterError, match="a JSON patch must be a list of operations"):
-        KubernetesApi(k8s.conn_id, label="t").patch(vs_resource("shop", "web"), {"metadata": {}}, JSON_PATCH)
 
 
 def test_settings_are_validated():

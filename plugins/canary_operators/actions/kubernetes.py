@@ -32,7 +32,7 @@ import time
 
 from canary_operators.clients.kubernetes import MERGE_PATCH, STRATEGIC_MERGE_PATCH, KubernetesApi, deployment
 from canary_operators.clients.retrying import WaitTimedOut, wait_until
-from canary_operators.exceptions import HookError
+from canary_operators.exceptions import HookError, HookRefused
 from canary_operators.spec import K8sDeployHook, K8sScaleHook
 
 # Seconds between reads while waiting; never more than a tenth of the action's timeout. Tests shorten it.
@@ -40,14 +40,14 @@ POLL_SECONDS = 2.0
 
 
 def _api(conn_id: str, label: str) -> KubernetesApi:
-    return KubernetesApi(conn_id, label=label, error=HookError)
+    return KubernetesApi(conn_id, label=label, error=HookError, refused=HookRefused)
 
 
 def _fill(template: str, fields: dict, label: str) -> str:
     try:
         return template.format(**fields)
     except (KeyError, IndexError, ValueError) as e:
-        raise HookError(f"{label}: cannot fill in image {template!r}: {e}") from None
+        raise HookRefused(f"{label}: cannot fill in image {template!r}: {e}") from None
 
 
 def run_k8s_deploy(action: K8sDeployHook, fields: dict, endpoint_for=None) -> str:
@@ -63,7 +63,7 @@ def run_k8s_deploy(action: K8sDeployHook, fields: dict, endpoint_for=None) -> st
         containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
         names = [c.get("name") for c in containers]
         if action.container not in names:
-            raise HookError(f"{label}: {res} has no container {action.container!r}; its containers: {', '.join(map(str, names))}")
+            raise HookRefused(f"{label}: {res} has no container {action.container!r}; its containers: {', '.join(map(str, names))}")
         current = containers[names.index(action.container)].get("image")
         patch: dict = {}
         changed.clear()

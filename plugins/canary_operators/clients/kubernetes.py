@@ -23,7 +23,8 @@ a path into a missing member. So ``update`` reads the object again: a new resour
 it lost a race and rebuilds, up to ``attempts`` times with a short backoff; the same one means the
 patch does not fit the object, which is an error at once.
 
-Errors, per failed call (each a ``RouterError`` for routers, ``HookError`` for actions):
+Errors, per failed call (each a ``RouterError`` for routers, ``HookError`` for actions; the ones
+retrying cannot fix, 404, 403, 401 and refused patches, as ``RouterRefused``/``HookRefused``):
 
 - 404: the object (or its API, when the CRD is not installed) does not exist, named;
 - 403: the connection's identity lacks a verb on a resource: the verb, resource and namespace,
@@ -46,7 +47,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from canary_operators.clients.retrying import retrying
-from canary_operators.exceptions import CanaryError, RouterError
+from canary_operators.exceptions import CanaryError, RouterError, RouterRefused
 
 log = logging.getLogger(__name__)
 
@@ -138,15 +139,18 @@ def _resource_version(obj: dict) -> str | None:
 
 
 class KubernetesApi:
-    """The Kubernetes API as one connection reaches it, with errors raised as ``error``.
+    """The Kubernetes API as one connection reaches it, with errors raised as ``error``, or as
+    ``refused`` (a subclass) when retrying cannot help: 401, 403, 404, a refused or misfit patch.
 
     ``label`` starts every error message (``istio``, ``k8s_deploy``).
     """
 
-    def __init__(self, conn_id: str | None, *, label: str, error: type[CanaryError] = RouterError, timeout: float = 10.0):
+    def __init__(self, conn_id: str | None, *, label: str, error: type[CanaryError] = RouterError,
+                 refused: type[CanaryError] = RouterRefused, timeout: float = 10.0):
         self.conn_id = conn_id or "kubernetes_default"
         self.label = label
-        self.error = error
+        self.error = error  # what a retry may fix: unreachable, 5xx, conflicts
+        self.refused = refused  # what it cannot: denied, not found, invalid (the operator fails without retries)
         self.timeout = timeout
 
     @cached_property
@@ -195,9 +199,9 @@ class KubernetesApi:
         """As ``patch``, but a conflict raises ``Conflict`` for the caller to handle."""
         if content_type == JSON_PATCH and not isinstance(body, list):
             # the client would send it as a strategic merge patch instead
-            raise self.error(f"{self.label}: a JSON patch must be a list of operations (bug)")
+            raise self.refused(f"{self.label}: a JSON patch must be a list of operations (bug)")
         if content_type == STRATEGIC_MERGE_PATCH and res.custom:
-            raise self.error(f"{self.label}: {res} is a custom resource: no strategic merge patch (bug)")
+            raise self.refused(f"{self.label}: {res} is a custom resource: no strategic merge patch (bug)")
         opts = {"_preload_content": False, "_request_timeout": self.timeout, "_content_type": content_type}
         if res.custom:
             api = self._api("CustomObjectsApi")
@@ -227,7 +231,7 @@ class KubernetesApi:
                 # A lost race and a wrong patch get the same answer: the object itself tells.
                 now = self.get(res)
                 if _resource_version(now) == _resource_version(obj):
-                    raise self.error(
+                    raise self.refused(
                         f"{self.label}: the API server could not apply our JSON patch to {res} (HTTP 422 Invalid: {e}), "
                         f"and {res} has not changed since we read it (resourceVersion {_resource_version(obj)}): the "
                         f"patch does not fit the object, e.g. a path that does not exist: {json.dumps(body)[:500]}") from None
@@ -279,17 +283,17 @@ class KubernetesApi:
             return PatchNotApplied(message)
         if status == 404:
             if body.get("details", {}).get("name") == res.name or f'"{res.name}" not found' in message:
-                return self.error(f"{self.label}: {where} not found (HTTP 404): {message}")
-            return self.error(f"{self.label}: {where} not found: the API server does not serve {res.plural}.{res.group}/"
+                return self.refused(f"{self.label}: {where} not found (HTTP 404): {message}")
+            return self.refused(f"{self.label}: {where} not found: the API server does not serve {res.plural}.{res.group}/"
                               f"{res.version} (is the CRD installed?) (HTTP 404: {message})")
         if status == 403:
-            return self.error(f"{self.label}: forbidden to {verb} {where}: the connection's identity needs RBAC verb "
+            return self.refused(f"{self.label}: forbidden to {verb} {where}: the connection's identity needs RBAC verb "
                               f'"{verb}" on {res.rbac(subresource)} in namespace {res.namespace} (HTTP 403: {message})')
         if status == 401:
-            return self.error(f"{self.label}: the Kubernetes API server refused the credentials of connection "
+            return self.refused(f"{self.label}: the Kubernetes API server refused the credentials of connection "
                               f"{self.conn_id!r} (HTTP 401)")
         if status in (400, 415, 422):
-            return self.error(f"{self.label}: the API server refused to {verb} {where} (HTTP {status}): {message}")
+            return self.refused(f"{self.label}: the API server refused to {verb} {where} (HTTP {status}): {message}")
         if status == 0:
             return self.error(f"{self.label}: {verb} {where} failed before reaching the API server: {e.reason}")
         return self.error(f"{self.label}: {verb} {where} failed (HTTP {status}): {message}")

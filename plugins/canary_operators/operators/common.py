@@ -6,7 +6,7 @@ from __future__ import annotations
 from airflow.sdk import BaseOperator
 
 from canary_operators.endpoint import Endpoint
-from canary_operators.exceptions import RouterRefused, SpecError
+from canary_operators.exceptions import HookRefused, RouterRefused, SpecError
 from canary_operators.metrics import provider_class
 from canary_operators.routers import router_class
 from canary_operators.secrets import scrub, scrub_error, scrub_in_place
@@ -123,7 +123,7 @@ class ReleaseOperator(RecordsFailure, BaseOperator):
     def execute(self, context):
         try:
             return scrub(self.run_step(context))  # the XCom it becomes is never masked by Airflow
-        except RouterRefused as e:  # retrying cannot fix it: fail now, not after every retry's backoff
+        except (RouterRefused, HookRefused) as e:  # retrying cannot fix it: fail now, not after every retry's backoff
             from airflow.sdk.exceptions import AirflowFailException
 
             self.record_failure(context, e)
