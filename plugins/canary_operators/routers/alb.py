@@ -27,32 +27,17 @@ IAM: ``elasticloadbalancing:DescribeListeners`` (or ``DescribeRules`` with ``rul
 from __future__ import annotations
 
 import copy
-import re
 from functools import cached_property
 from typing import Any, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from canary_operators.exceptions import RouterError
-from canary_operators.routers.aws import AwsApi, AwsRetrySettings
+from canary_operators.clients.aws import AwsApi, AwsRetrySettings
+from canary_operators.clients.aws_names import alb_arn
+from canary_operators.exceptions import RouterError, RouterRefused
 from canary_operators.routers.base import TrafficRouter
 
 MAX_WEIGHT = 999  # ALB target group weights are 0..999
-_ARN = r"^arn:aws[a-zA-Z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:"
-_ARNS = {
-    "listener": re.compile(_ARN + r"listener/app/[^/]+/[^/]+/[^/]+$"),
-    "listener rule": re.compile(_ARN + r"listener-rule/app/[^/]+/[^/]+/[^/]+/[^/]+$"),
-    "target group": re.compile(_ARN + r"targetgroup/[^/]+/[^/]+$"),
-}
-_EXAMPLES = {"listener": "listener/app/NAME/ID/ID", "listener rule": "listener-rule/app/NAME/ID/ID/ID",
-             "target group": "targetgroup/NAME/ID"}
-
-
-def _check_arn(kind: str, value: str) -> str:
-    if not _ARNS[kind].fullmatch(value):
-        raise ValueError(f"must be an Application Load Balancer {kind} ARN "
-                         f"(arn:aws:elasticloadbalancing:REGION:ACCOUNT:{_EXAMPLES[kind]})")
-    return value
 
 
 class ALBSettings(AwsRetrySettings):
@@ -66,14 +51,14 @@ class ALBSettings(AwsRetrySettings):
     @field_validator("listener_arn")
     @classmethod
     def _listener(cls, value: str) -> str:
-        return _check_arn("listener", value)
+        return alb_arn("listener", value)
 
     @field_validator("rule_arn")
     @classmethod
     def _rule(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        _check_arn("listener rule", value)
+        alb_arn("listener rule", value)
         listener = info.data.get("listener_arn")
         if listener and not value.replace(":listener-rule/", ":listener/", 1).startswith(listener + "/"):
             raise ValueError("must be a rule of listener_arn")
@@ -82,7 +67,7 @@ class ALBSettings(AwsRetrySettings):
     @field_validator("stable_target_group_arn", "canary_target_group_arn")
     @classmethod
     def _target_group(cls, value: str, info: ValidationInfo) -> str:
-        _check_arn("target group", value)
+        alb_arn("target group", value)
         if info.field_name == "canary_target_group_arn" and value == info.data.get("stable_target_group_arn"):
             raise ValueError("must differ from stable_target_group_arn")
         return value
@@ -97,8 +82,8 @@ class ALBRouter(TrafficRouter):
     @cached_property
     def api(self) -> AwsApi:
         s = self.settings
-        return AwsApi(self.conn_id, "elbv2", label="alb", iam_prefix="elasticloadbalancing",
-                      max_attempts=s.max_attempts, retry_wait_seconds=s.retry_wait_seconds)
+        return AwsApi(self.conn_id, "elbv2", label="alb", max_attempts=s.max_attempts,
+                      retry_wait_seconds=s.retry_wait_seconds, error=RouterError, refused=RouterRefused)
 
     # -- reading and writing the actions ------------------------------------------------------
 

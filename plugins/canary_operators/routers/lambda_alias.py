@@ -28,8 +28,8 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from canary_operators.exceptions import RouterError
-from canary_operators.routers.aws import AwsApi, AwsRetrySettings, error_code
+from canary_operators.clients.aws import AwsApi, AwsRetrySettings, error_code
+from canary_operators.exceptions import RouterError, RouterRefused
 from canary_operators.routers.base import TrafficRouter
 
 VERSION_NUMBER = re.compile(r"^[0-9]+$")
@@ -60,8 +60,8 @@ class LambdaAliasRouter(TrafficRouter):
     @cached_property
     def api(self) -> AwsApi:
         s = self.settings
-        return AwsApi(self.conn_id, "lambda", label="lambda_alias", iam_prefix="lambda",
-                      max_attempts=s.max_attempts, retry_wait_seconds=s.retry_wait_seconds)
+        return AwsApi(self.conn_id, "lambda", label="lambda_alias", max_attempts=s.max_attempts,
+                      retry_wait_seconds=s.retry_wait_seconds, error=RouterError, refused=RouterRefused)
 
     @property
     def _name(self) -> str:
