@@ -13,7 +13,7 @@ import requests
 from canary_operators.endpoint import Endpoint
 from canary_operators.exceptions import BackendUnavailable, MetricsError
 from canary_operators.metrics import Scope, provider_class
-from canary_operators.metrics.prometheus import PrometheusProvider, _retry_after, escape_label_value
+from canary_operators.metrics.prometheus import PrometheusProvider, escape_label_value
 from canary_operators.spec import BusinessCheck, ErrorRateCheck, LatencyCheck, ResourceCheck
 from tests.conftest import free_port, serve_http, wait_until
 
@@ -322,10 +322,3 @@ def test_http_429_past_the_budget_is_unavailable():
         provider(Endpoint(host="127.0.0.1", port=port), rate_limit_budget_seconds=0.5).check_online()
     assert time.monotonic() - started < 2  # Retry-After: 60 is capped, and the budget holds
     assert handler.calls == 1  # the capped wait (2 s) would overrun the budget: no second try
-
-
-def test_retry_after_reads_seconds_and_dates():
-    from email.utils import formatdate
-
-    assert _retry_after("3") == 3.0 and _retry_after(None) is None and _retry_after("soon") is None
-    assert 5 < _retry_after(formatdate(time.time() + 10, usegmt=True)) <= 10

@@ -26,9 +26,11 @@ class WaitTimedOut(TimeoutError):
 def retrying(*, retry_on: type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool] = Exception,
              attempts: int | None = None, deadline: float | None = None, first_wait: float = 0.5,
              max_wait: float = 10.0, jitter: float | None = None, wait=None, sleep: Callable[[float], None] | None = None,
-             before_sleep=None):
+             before_sleep=None, stop=None):
     """A ``tenacity.Retrying`` over one policy. ``wait``: a tenacity wait that replaces the backoff
-    (e.g. one that honours Retry-After). At least one of ``attempts`` and ``deadline`` is given."""
+    (e.g. one that honours Retry-After); ``stop``: a tenacity stop that replaces ``attempts`` and
+    ``deadline`` (e.g. ``stop_before_delay``, which starts no wait that would pass the deadline).
+    At least one of ``attempts``, ``deadline`` and ``stop`` is given."""
     from tenacity import (
         Retrying,
         retry_if_exception,
@@ -40,13 +42,14 @@ def retrying(*, retry_on: type[BaseException] | tuple[type[BaseException], ...] 
         wait_random,
     )
 
-    if attempts is None and deadline is None:
+    if attempts is None and deadline is None and stop is None:
         raise ValueError("retrying() needs attempts, a deadline, or both")
-    stop = stop_never
-    if attempts is not None:
-        stop = stop_after_attempt(attempts)
-    if deadline is not None:
-        stop = stop_after_delay(deadline) if stop is stop_never else stop | stop_after_delay(deadline)
+    if stop is None:
+        stop = stop_never
+        if attempts is not None:
+            stop = stop_after_attempt(attempts)
+        if deadline is not None:
+            stop = stop_after_delay(deadline) if stop is stop_never else stop | stop_after_delay(deadline)
     if wait is None:
         wait = wait_exponential(multiplier=first_wait, max=max_wait)
         if jitter:

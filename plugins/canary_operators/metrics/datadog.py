@@ -38,12 +38,13 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from string import Template
-from typing import ClassVar, Literal
+from typing import Callable, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+import canary_operators.clients.retrying as retry_helper
+from canary_operators.clients.http import HttpClient, HttpError, RateLimit, Refused, Unavailable
 from canary_operators.endpoint import Endpoint
 from canary_operators.exceptions import BackendUnavailable, MetricsError
 from canary_operators.measurement import ArmSample, Measurement
@@ -59,14 +60,6 @@ TAG_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9_\-:./]{1,200}$")
 DD_METRIC_PATTERN = r"^[A-Za-z][A-Za-z0-9_.]{0,199}$"
 _QUANTILE_AGGREGATOR = {0.5: "p50", 0.95: "p95", 0.99: "p99"}
 Points = list[tuple[float, float]]  # [(unix seconds, value)], oldest first, nulls left out
-
-
-class _RateLimited(Exception):
-    """An HTTP 429, retried by ``_request``; ``reset`` is Datadog's X-RateLimit-Reset in seconds."""
-
-    def __init__(self, message: str, reset: float | None):
-        super().__init__(message)
-        self.reset = reset
 
 
 def _total(points: Points | None) -> float | None:
@@ -135,7 +128,8 @@ class DatadogProvider(MetricsProvider):
     def __init__(self, settings: dict, endpoint: Endpoint | None, *, conn_id: str | None = None, run=None):
         super().__init__(settings, endpoint, conn_id=conn_id, run=run)
         self._answers: dict[tuple, Points | None] = {}
-        self.sleep = time.sleep  # how a 429 waits; tests record it instead
+        self._http: HttpClient | None = None
+        self.sleep: Callable[[float], None] | None = None  # how a 429 waits (None: the retry helper's); tests record it
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -181,72 +175,47 @@ class DatadogProvider(MetricsProvider):
             raise MetricsError("datadog: the connection has no application key (set extra.application_key)")
         return ep.password, app_key
 
-    def _scrub(self, text: object) -> str:
-        """``text`` with any key replaced, for messages that quote what Datadog answered."""
-        from canary_operators.secrets import scrub, secrets_of
-
-        return scrub(str(text), secrets_of(self.endpoint))
+    @property
+    def http(self) -> HttpClient:
+        """This provider's client: both keys as headers (checked first), HTTP 429 retried
+        ``rate_limit_attempts`` times, each wait at most ``rate_limit_max_wait_seconds``."""
+        if self._http is None:
+            api, app = self._keys()
+            s = self.settings
+            self._http = HttpClient(self.endpoint, name="datadog", timeout=s.timeout_seconds, default_scheme="https",
+                                    api_key_headers={"DD-API-KEY": api, "DD-APPLICATION-KEY": app},
+                                    rate_limit=RateLimit(attempts=s.rate_limit_attempts, max_wait=s.rate_limit_max_wait_seconds),
+                                    sleep=lambda seconds: (self.sleep or retry_helper.SLEEP)(seconds))
+            self._http.session.headers["Accept"] = "application/json"
+        return self._http
 
     def _request(self, method: str, path: str, *, what: str, app_key: bool = True, **kwargs) -> dict:
-        """One call to the API → its JSON body, HTTP 429 retried with backoff (then BackendUnavailable).
-        ``what`` names the request in errors (a query or path)."""
-        from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt
-
-        s = self.settings
-
-        def wait(state) -> float:  # what Datadog asks for, else 0.5 s, 1 s, 2 s…; at most the cap
-            reset = getattr(state.outcome.exception(), "reset", None)
-            backoff = 0.5 * 2 ** (state.attempt_number - 1)
-            return min(s.rate_limit_max_wait_seconds, reset if reset is not None else backoff)
-
-        retrying = Retrying(retry=retry_if_exception_type(_RateLimited), stop=stop_after_attempt(s.rate_limit_attempts),
-                            wait=wait, sleep=lambda seconds: self.sleep(seconds))
+        """One call to the API → its JSON object. ``what`` names the request in errors (a query or path)."""
+        http = self.http
+        if not app_key:
+            kwargs["headers"] = {"DD-APPLICATION-KEY": None}  # None: the session's header is left out
         try:
-            return retrying(self._call, method, path, what=what, app_key=app_key, **kwargs)
-        except RetryError as e:
-            last = e.last_attempt.exception()
-            tries = f"{s.rate_limit_attempts} attempts" if s.rate_limit_attempts > 1 else "1 attempt"
-            raise BackendUnavailable(f"{last}; gave up after {tries}") from None
-
-    def _call(self, method: str, path: str, *, what: str, app_key: bool, **kwargs) -> dict:
-        import requests
-
-        api, app = self._keys()
-        headers = {"DD-API-KEY": api, "Accept": "application/json"}
-        if app_key:
-            headers["DD-APPLICATION-KEY"] = app
-        base = self.endpoint.base_url(default_scheme="https")
-        where = self._scrub(base)  # a host may carry user:password@
-        try:
-            response = requests.request(method, base + path, headers=headers, timeout=self.settings.timeout_seconds, **kwargs)
-        except requests.RequestException as e:
-            raise BackendUnavailable(f"datadog at {where} unreachable: {type(e).__name__}") from None
-        code = response.status_code
-        if code == 429:
-            reset = (response.headers.get("X-RateLimit-Reset") or "").strip()
-            when = f"; the limit resets in {reset}s" if reset.isdigit() else ""
-            raise _RateLimited(f"datadog at {where} is rate limiting (HTTP 429){when}", float(reset) if reset.isdigit() else None)
-        if code >= 500 or code == 408:
-            raise BackendUnavailable(f"datadog at {where} answered HTTP {code}")
-        if code in (401, 403):
-            raise MetricsError(f"Datadog refused the API/application key (HTTP {code})")
-        try:
-            body = response.json()
-        except ValueError:
-            raise MetricsError(f"datadog at {where} answered HTTP {code} without JSON") from None
-        if code != 200:
-            errors = body.get("errors") if isinstance(body, dict) else None
-            detail = "; ".join(map(str, errors)) if isinstance(errors, list) else (errors or body)
-            raise MetricsError(self._scrub(f"datadog rejected {what!r} (HTTP {code}): {detail}"))
+            body = http.json(method, path, **kwargs)
+        except Unavailable as e:
+            raise BackendUnavailable(str(e)) from None
+        except Refused as e:
+            raise MetricsError(f"Datadog refused the API/application key (HTTP {e.status})") from None
+        except HttpError as e:  # a rejected query (or another answer): Datadog lists why in JSON
+            answer = e.body_json()
+            if answer is None:  # a 2xx's error already says it
+                raise MetricsError(str(e) if e.status < 300 else f"{e} without JSON") from None
+            errors = answer.get("errors") if isinstance(answer, dict) else None
+            detail = "; ".join(map(str, errors)) if isinstance(errors, list) else (errors or answer)
+            raise MetricsError(http.scrub(f"datadog rejected {what!r} (HTTP {e.status}): {detail}")) from None
         if not isinstance(body, dict):
-            raise MetricsError(f"datadog at {where} answered {what!r} with {type(body).__name__}, expected an object")
+            raise MetricsError(f"datadog at {http.where} answered {what!r} with {type(body).__name__}, expected an object")
         return body
 
     def _points_v1(self, query: str, start: float, end: float) -> Points | None:
         body = self._request("GET", "/api/v1/query", what=query,
                              params={"from": int(start), "to": int(end), "query": query})
         if body.get("status") == "error" or body.get("error"):
-            raise MetricsError(self._scrub(f"datadog rejected {query!r}: {body.get('error') or body}"))
+            raise MetricsError(self.http.scrub(f"datadog rejected {query!r}: {body.get('error') or body}"))
         series = body.get("series") or []
         if len(series) > 1:
             raise MetricsError(f"datadog: {query!r} returned {len(series)} series; the query must aggregate to one series")
@@ -265,7 +234,7 @@ class DatadogProvider(MetricsProvider):
         attributes = (body.get("data") or {}).get("attributes") or {}
         series, values = attributes.get("series") or [], attributes.get("values") or []
         if not series and body.get("errors"):
-            raise MetricsError(self._scrub(f"datadog rejected {query!r}: {body['errors']}"))
+            raise MetricsError(self.http.scrub(f"datadog rejected {query!r}: {body['errors']}"))
         if len(series) > 1 or len(values) > 1:
             raise MetricsError(f"datadog: {query!r} returned {max(len(series), len(values))} series; the query must aggregate to one series")
         if not series or not values:
@@ -297,7 +266,7 @@ class DatadogProvider(MetricsProvider):
         """Validate the API key (``/api/v1/validate``); both keys must be set. Read-only."""
         body = self._request("GET", "/api/v1/validate", what="/api/v1/validate", app_key=False)
         if body.get("valid") is not True:
-            raise MetricsError(f"Datadog did not validate the API key: {self._scrub(body)}")
+            raise MetricsError(f"Datadog did not validate the API key: {self.http.scrub(body)}")
 
     def measure(self, check, scope: Scope) -> Measurement:
         start, end = scope.end - scope.window_seconds, scope.end

@@ -10,8 +10,10 @@ staleness markers do not make a long-lived series look new).
 Resource checks, custom ``query`` checks and business checks with ``unit: amount`` also get one
 value per ``period_seconds`` (``ArmSample.periods``, from a range query on a grid aligned to the
 period, so both arms get the same timestamps; at most ``_MAX_PERIODS`` periods, the period is
-widened for longer windows). HTTP 429 is retried with backoff (``Retry-After`` honoured, capped)
-for up to ``rate_limit_budget_seconds``, then reported as ``BackendUnavailable``.
+widened for longer windows). HTTP goes through ``clients.http``: HTTP 429 is retried with backoff
+(``Retry-After`` honoured, capped) for up to ``rate_limit_budget_seconds``, then reported as
+``BackendUnavailable``, like 5xx and connection errors; refused credentials and rejected queries
+are ``MetricsError``.
 
 Arms are told apart by a version label (``version_label``, default ``version``), or, with
 ``arm_matchers``, by one fixed label matcher per arm (for routers whose metrics label the backend
@@ -35,12 +37,12 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from string import Template
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from canary_operators.clients.http import HttpClient, HttpError, RateLimit, Refused, Unavailable
 from canary_operators.exceptions import BackendUnavailable, MetricsError
 from canary_operators.measurement import ArmSample, Measurement
 from canary_operators.metrics.base import MetricsProvider, Scope
@@ -133,40 +135,10 @@ def counted(series: str, window: str) -> str:
     return f"(increase({series}[{window}]) and {seen}) or (last_over_time({series}[{window}]) unless {seen})"
 
 
-class _RateLimited(Exception):
-    def __init__(self, retry_after: float | None):
-        self.retry_after = retry_after
-
-
-def _retry_after(header: str | None) -> float | None:
-    """A ``Retry-After`` header (seconds or an HTTP date) → seconds from now; None if absent or unreadable."""
-    if not header:
-        return None
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    from email.utils import parsedate_to_datetime
-
-    try:
-        return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def _rate_limit_wait(state) -> float:
-    """Wait what ``Retry-After`` asks, else back off exponentially; never longer than the cap."""
-    from tenacity import wait_exponential
-
-    asked = state.outcome.exception().retry_after
-    if asked is not None:
-        return min(asked, _RETRY_AFTER_CAP)
-    return wait_exponential(multiplier=0.25, max=_RETRY_AFTER_CAP)(state)
-
-
 class PrometheusProvider(MetricsProvider):
     type_name: ClassVar[str] = "prometheus"
     settings_model = PrometheusSettings
+    _http: HttpClient | None = None
 
     # -- PromQL -----------------------------------------------------------------------------
 
@@ -231,47 +203,31 @@ class PrometheusProvider(MetricsProvider):
 
     # -- HTTP -------------------------------------------------------------------------------
 
+    @property
+    def http(self) -> HttpClient:
+        """This provider's client: auth from the connection (basic or bearer), HTTP 429 retried
+        within ``rate_limit_budget_seconds``. Built on first use, so a provider without a host
+        fails at its first query."""
+        if self._http is None:
+            self._http = HttpClient(self.endpoint, name="prometheus", timeout=self.settings.timeout_seconds,
+                                    rate_limit=RateLimit(attempts=None, deadline=self.settings.rate_limit_budget_seconds,
+                                                         max_wait=_RETRY_AFTER_CAP, first_wait=0.25))
+        return self._http
+
     def _get(self, path: str, params: dict) -> dict:
-        import requests
-        from tenacity import Retrying, retry_if_exception_type, stop_before_delay
-
-        from canary_operators.secrets import scrub
-
-        ep = self.endpoint
-        url = ep.base_url() + path
-        where = scrub(ep.base_url())  # a base URL may carry user:password@
-        auth, headers = None, {}
-        if ep.login:
-            auth = (ep.login, ep.password or "")
-        elif ep.password:
-            headers["Authorization"] = f"Bearer {ep.password}"
-
-        def once():
-            try:
-                response = requests.get(url, params=params, auth=auth, headers=headers, timeout=self.settings.timeout_seconds)
-            except requests.RequestException as e:
-                raise BackendUnavailable(f"prometheus at {where} unreachable: {type(e).__name__}") from None
-            if response.status_code == 429:
-                raise _RateLimited(_retry_after(response.headers.get("Retry-After")))
-            return response
-
-        budget = self.settings.rate_limit_budget_seconds
-        retrying = Retrying(retry=retry_if_exception_type(_RateLimited), wait=_rate_limit_wait,
-                            stop=stop_before_delay(budget), reraise=True)
         try:
-            response = retrying(once)
-        except _RateLimited:
-            raise BackendUnavailable(f"prometheus at {where} answered HTTP 429 (rate limited) for {budget:g}s") from None
-        if response.status_code >= 500:
-            raise BackendUnavailable(f"prometheus at {where} answered HTTP {response.status_code}")
-        if response.status_code in (401, 403):
-            raise MetricsError(f"prometheus at {where} refused the credentials (HTTP {response.status_code})")
-        try:
-            body = response.json()
-        except ValueError:
-            raise MetricsError(f"prometheus at {where} answered HTTP {response.status_code} without JSON") from None
-        if body.get("status") != "success":
-            raise MetricsError(scrub(f"prometheus rejected {params.get('query')!r}: {body.get('error', body)}"))
+            body = self.http.json("GET", path, params=params)
+        except Unavailable as e:
+            raise BackendUnavailable(str(e)) from None
+        except Refused as e:
+            raise MetricsError(str(e)) from None
+        except HttpError as e:  # a rejected query (or another answer): Prometheus says why in JSON
+            body = e.body_json()
+            if not isinstance(body, dict):  # a 2xx's error already says it
+                raise MetricsError(str(e) if e.status < 300 else f"{e} without JSON") from None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            error = body.get("error", body) if isinstance(body, dict) else body
+            raise MetricsError(self.http.scrub(f"prometheus rejected {params.get('query')!r}: {error}"))
         return body["data"]
 
     def query_buckets(self, promql: str, at: float) -> tuple[tuple[float, float], ...] | None:
