@@ -1,14 +1,16 @@
 """ECS actions: deploy a version to a service (a new task definition revision), or scale a service.
 
-Both go through ``AwsBaseHook(aws_conn_id=action.conn_id, client_type="ecs").conn`` and raise
-``HookError`` with a message that names what is wrong: the cluster, service or container that is
-missing, the IAM action that was denied, or the service that did not become stable in time.
+Both go through ``clients.aws``: the client from the connection, and every call retried while AWS
+throttles or fails with 5xx (``ATTEMPTS`` calls in all). They raise ``HookRefused`` (not retried) when
+retrying cannot help: the cluster, service, task definition or container that is missing, the IAM
+action that was denied, a request ECS rejects. They raise ``HookError`` for a service that did not
+become stable in time, a FAILED rollout, or AWS still failing after every attempt.
 
 Both are idempotent. ``run_ecs_deploy`` registers a revision only when no revision of the family
 already runs exactly that definition, so a retried deploy does not register again.
 
-Waiting is a small loop over ``DescribeServices`` rather than botocore's ``services_stable``
-waiter. It succeeds on the waiter's own condition (one deployment, ``runningCount ==
+Waiting polls ``DescribeServices`` through ``clients.retrying.wait_until`` rather than botocore's
+``services_stable`` waiter. It succeeds on the waiter's own condition (one deployment, ``runningCount ==
 desiredCount``) once the service points at the task definition just set, and it also stops
 at once when ECS marks the deployment FAILED (the circuit breaker rolled it back), where the
 waiter would sleep until its last attempt.
@@ -16,16 +18,19 @@ waiter would sleep until its last attempt.
 
 from __future__ import annotations
 
-import re
-import time
 from typing import Any
 
-from canary_operators.exceptions import HookError
+from canary_operators.clients.aws import AwsCallFailed, aws_client, call
+from canary_operators.clients.retrying import WaitTimedOut, wait_until
+from canary_operators.exceptions import HookError, HookRefused
 from canary_operators.spec import EcsDeployHook, EcsScaleHook
 
 # Seconds between DescribeServices polls while waiting (botocore's services_stable waiter uses 15).
 # Never more than a tenth of the action's timeout. Tests shorten it.
 POLL_SECONDS = 15.0
+# ECS calls per operation while AWS throttles or fails with 5xx, and the first wait between them
+ATTEMPTS = 5
+FIRST_WAIT_SECONDS = 1.0
 
 _PLACEHOLDERS = ("release", "version", "stable_version")
 
@@ -41,7 +46,7 @@ def run_ecs_deploy(action: EcsDeployHook, fields: dict, endpoint_for=None) -> st
     current = _call(ecs, "describe_task_definition", phase, taskDefinition=current_arn)["taskDefinition"]
     names = [c["name"] for c in current["containerDefinitions"]]
     if action.container not in names:
-        raise HookError(f"{phase}: task definition {_short(current_arn)} of service {action.service} has no container "
+        raise HookRefused(f"{phase}: task definition {_short(current_arn)} of service {action.service} has no container "
                         f"{action.container!r}; its containers: {', '.join(names)}")
 
     wanted = _registrable(ecs, current)
@@ -95,18 +100,23 @@ def wait_until_stable(ecs, cluster: str, service: str, timeout: float, phase: st
     when given). Returns the last description. HookError on FAILED rollout, a missing service, or
     ``timeout`` seconds."""
     interval = max(0.01, min(POLL_SECONDS, timeout / 10))
-    deadline = time.monotonic() + timeout
-    while True:
+    last: list[tuple[dict, dict | None]] = []
+
+    def stable() -> dict | None:
         svc = _describe_service(ecs, cluster, service, phase)
         primary = next((d for d in svc.get("deployments", []) if d.get("status") == "PRIMARY"), None)
+        last[:] = [(svc, primary)]
         if primary is not None and primary.get("rolloutState") == "FAILED":
             raise HookError(f"{phase}: service {service} deployment FAILED: {primary.get('rolloutStateReason', 'no reason given')}")
         on_target = task_definition is None or svc.get("taskDefinition") == task_definition
         if on_target and len(svc.get("deployments", [])) == 1 and svc["runningCount"] == svc["desiredCount"]:
             return svc
-        if time.monotonic() + interval > deadline:
-            raise HookError(f"{phase}: service {service} did not become stable within {timeout:g}s ({_progress(svc, primary)})")
-        time.sleep(interval)
+        return None
+
+    try:
+        return wait_until(stable, timeout=timeout, interval=interval, what=f"ECS service {service} to become stable")
+    except WaitTimedOut:
+        raise HookError(f"{phase}: service {service} did not become stable within {timeout:g}s ({_progress(*last[0])})") from None
 
 
 def _progress(svc: dict, primary: dict | None) -> str:
@@ -122,46 +132,40 @@ def _progress(svc: dict, primary: dict | None) -> str:
 
 
 def _client(conn_id: str, phase: str):
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
     try:
-        return AwsBaseHook(aws_conn_id=conn_id, client_type="ecs").conn
+        return aws_client(conn_id, "ecs")
     except Exception as e:  # a missing connection, no region, bad credentials config
         raise HookError(f"{phase}: cannot build an ECS client from connection {conn_id!r}: {type(e).__name__}: {e}") from None
 
 
 def _call(ecs, method: str, phase: str, roles: tuple[str, ...] = (), **kwargs) -> dict:
-    """One ECS call; every AWS error becomes a HookError that says what to fix."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    operation = ecs.meta.method_to_api_mapping.get(method, method)
+    """One ECS call, retried while AWS throttles or fails; its failure becomes a message that says what to fix."""
     try:
-        return getattr(ecs, method)(**kwargs)
-    except ClientError as e:
-        raise _client_error(e, operation, phase, kwargs, roles) from None
-    except BotoCoreError as e:  # unreachable endpoint, no credentials, timeouts
-        raise HookError(f"{phase}: ECS {operation} failed: {e}") from None
+        return call(ecs, method, attempts=ATTEMPTS, first_wait=FIRST_WAIT_SECONDS, label=phase, **kwargs)
+    except AwsCallFailed as e:
+        raise _failed(e.failure, phase, kwargs, roles) from None
 
 
-def _client_error(e, operation: str, phase: str, kwargs: dict, roles: tuple[str, ...]) -> HookError:
-    code = e.response.get("Error", {}).get("Code", "")
-    message = e.response.get("Error", {}).get("Message", "")
-    cluster, service = kwargs.get("cluster"), kwargs.get("service")
+def _failed(failure, phase: str, kwargs: dict, roles: tuple[str, ...]) -> HookError:
+    code, message, cluster, service = failure.code, failure.message, kwargs.get("cluster"), kwargs.get("service")
+    operation = failure.action.split(":", 1)[1]
     if code == "ClusterNotFoundException":
-        return HookError(f"{phase}: ECS cluster {cluster!r} not found")
+        return HookRefused(f"{phase}: ECS cluster {cluster!r} not found")
     if code in ("ServiceNotFoundException", "ServiceNotActiveException"):
-        return HookError(f"{phase}: ECS service {service!r} not found or not active in cluster {cluster!r}")
+        return HookRefused(f"{phase}: ECS service {service!r} not found or not active in cluster {cluster!r}")
     if operation == "DescribeTaskDefinition" and code == "ClientException" and "describe task definition" in message.lower():
-        return HookError(f"{phase}: task definition {kwargs.get('taskDefinition')!r} not found")
-    if "AccessDenied" in code or "Unauthorized" in code or "not authorized to perform" in message:
-        denied = re.search(r"perform: ([a-z0-9-]+:[A-Za-z0-9]+)", message)
-        needed = denied.group(1) if denied else f"ecs:{operation}"
-        if needed == f"ecs:{operation}" and roles:
+        return HookRefused(f"{phase}: task definition {kwargs.get('taskDefinition')!r} not found")
+    if failure.kind == "denied" and code:
+        needed = failure.needs
+        if needed == failure.action and roles:
             needed += f" (and iam:PassRole on {', '.join(roles)}, which the task definition uses)"
         elif needed == "iam:PassRole" and roles:
             needed += f" on {', '.join(roles)}"
-        return HookError(f"{phase}: access denied: the connection's identity needs {needed} ({code}: {message})")
-    return HookError(f"{phase}: ECS {operation} failed: {code}: {message}")
+        return HookRefused(f"{phase}: access denied: the connection's identity needs {needed} ({code}: {message})")
+    if not code:  # unreachable endpoint, no credentials, timeouts
+        return HookError(f"{phase}: ECS {operation} failed: {message}")
+    error = HookError if failure.retryable else HookRefused
+    return error(f"{phase}: ECS {operation} failed: {code}: {message}")
 
 
 def _describe_service(ecs, cluster: str, service: str, phase: str) -> dict:
@@ -169,11 +173,11 @@ def _describe_service(ecs, cluster: str, service: str, phase: str) -> dict:
     services = [s for s in found.get("services", []) if s.get("status") == "ACTIVE"]
     if not services:
         reasons = {f.get("reason") for f in found.get("failures", [])} or {s.get("status") for s in found.get("services", [])}
-        raise HookError(f"{phase}: ECS service {service!r} not found in cluster {cluster!r} ({', '.join(sorted(map(str, reasons)))})")
+        raise HookRefused(f"{phase}: ECS service {service!r} not found in cluster {cluster!r} ({', '.join(sorted(map(str, reasons)))})")
     svc = services[0]
     controller = svc.get("deploymentController", {}).get("type", "ECS")
     if controller != "ECS":
-        raise HookError(f"{phase}: ECS service {service!r} uses the {controller} deployment controller; "
+        raise HookRefused(f"{phase}: ECS service {service!r} uses the {controller} deployment controller; "
                         "these actions drive ECS rolling updates only")
     return svc
 
@@ -203,7 +207,7 @@ def _fill(template: str, fields: dict, phase: str) -> str:
     try:
         return template.format(**{k: fields[k] for k in _PLACEHOLDERS})
     except (KeyError, IndexError, ValueError) as e:
-        raise HookError(f"{phase}: image {template!r} has a bad placeholder ({e}); use "
+        raise HookRefused(f"{phase}: image {template!r} has a bad placeholder ({e}); use "
                         + ", ".join("{" + p + "}" for p in _PLACEHOLDERS)) from None
 
 
