@@ -139,7 +139,7 @@ class AwsFailure:
 
 def classify(error: BaseException, action: str = "", attempts: int = 1) -> AwsFailure | None:
     """The class of an AWS error (see above), or None for errors that are not AWS's (a Stubber's
-    AssertionError in a test, a bug)."""
+    complaint in a test, a bug)."""
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -148,10 +148,11 @@ def classify(error: BaseException, action: str = "", attempts: int = 1) -> AwsFa
         NoRegionError,
         ParamValidationError,
         PartialCredentialsError,
+        StubResponseError,
     )
     from botocore.exceptions import ConnectionError as BotoConnectionError
 
-    if isinstance(error, AssertionError) or not isinstance(error, (ClientError, BotoCoreError)):
+    if isinstance(error, (AssertionError, StubResponseError)) or not isinstance(error, (ClientError, BotoCoreError)):
         return None
     if isinstance(error, ClientError):
         code, message, status = error_code(error), _message(error), http_status(error)
