@@ -42,13 +42,17 @@ def test_missing_command_and_timeout():
 class _Webhook(http.server.BaseHTTPRequestHandler):
     received: list = []
     status = 200
+    first: list = []  # statuses answered before ``status``, one per request
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _Webhook.received.append((self.path, self.headers.get("Authorization"), body))
-        self.send_response(_Webhook.status)
+        status = _Webhook.first.pop(0) if _Webhook.first else _Webhook.status
+        self.send_response(status)
+        if status == 429:
+            self.send_header("Retry-After", "0")
         self.end_headers()
-        self.wfile.write(b"nope" if _Webhook.status >= 300 else b"{}")
+        self.wfile.write(b"nope" if status >= 300 else b"{}")
 
     def log_message(self, *args):
         pass
@@ -78,6 +82,18 @@ def test_webhook_error_status_is_a_hook_error_without_the_token(webhook_server):
     with pytest.raises(HookError, match="answered HTTP 500: nope") as err:
         run_action(WebhookHook(type="webhook", conn_id="h"), "promote", RUN, lambda _: webhook_server)
     assert "hook-token" not in str(err.value)
+
+
+def test_webhook_rate_limited_is_retried(webhook_server):
+    _Webhook.status, _Webhook.first[:] = 200, [429, 429]
+    assert run_action(WebhookHook(type="webhook", conn_id="h"), "deploy", RUN, lambda _: webhook_server).endswith("→ 200")
+    assert len(_Webhook.received) == 3
+
+
+def test_webhook_refused_credentials_say_so(webhook_server):
+    _Webhook.status = 401
+    with pytest.raises(HookError, match=r"deploy webhook http://127\.0\.0\.1:\d+/ refused the credentials \(HTTP 401\): nope"):
+        run_action(WebhookHook(type="webhook", conn_id="h"), "deploy", RUN, lambda _: webhook_server)
 
 
 def test_webhook_unreachable():

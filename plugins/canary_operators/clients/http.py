@@ -73,8 +73,8 @@ class RateLimit:
 
 
 class _RateLimited(Exception):
-    def __init__(self, asked: float | None):
-        self.asked = asked
+    def __init__(self, asked: float | None, body: str):
+        self.asked, self.body = asked, body
 
 
 def retry_after(header: str | None) -> float | None:
@@ -153,7 +153,7 @@ class HttpClient:
             tries.append(1)
             response = self._send(method, path, **kwargs)
             if response.status_code == 429:
-                raise _RateLimited(asked_wait(response.headers))
+                raise _RateLimited(asked_wait(response.headers), response.text)
             return response
 
         def wait(state) -> float:
@@ -174,7 +174,8 @@ class HttpClient:
             resets = f"; the limit resets in {round(e.asked, 1):g}s" if e.asked is not None else ""
             gave_up = f"; gave up after {len(tries)} attempt{'s' if len(tries) > 1 else ''}"
             within = f" within {rl.deadline:g}s" if rl.deadline is not None else ""
-            raise self.error(Unavailable, f"is rate limiting (HTTP 429){resets}{gave_up}{within}", 429) from None
+            raise self.error(Unavailable, f"is rate limiting (HTTP 429){resets}{gave_up}{within}", 429,
+                             e.body) from None
         self._raise_for(response)
         return response
 

@@ -24,8 +24,8 @@ still the same for both arms). Each answer is reduced to one number:
 No series, or a series of only nulls, is no data (None). More than one series is an error: the
 query must aggregate to one.
 
-Errors: HTTP 429 is retried (``rate_limit_attempts``, default 3, waiting what
-``X-RateLimit-Reset`` says or an exponential backoff, each wait at most
+Errors (through ``clients.http``): HTTP 429 is retried (``rate_limit_attempts``, default 3, waiting
+what ``X-RateLimit-Reset`` says or an exponential backoff, each wait at most
 ``rate_limit_max_wait_seconds``), then ``BackendUnavailable``, like 5xx, 408 and connection errors;
 a rejected query (400, 422, an error in a 200 answer) and refused keys are ``MetricsError``.
 
@@ -124,11 +124,11 @@ class DatadogSettings(BaseModel):
 class DatadogProvider(MetricsProvider):
     type_name: ClassVar[str] = "datadog"
     settings_model = DatadogSettings
+    _http: HttpClient | None = None
 
     def __init__(self, settings: dict, endpoint: Endpoint | None, *, conn_id: str | None = None, run=None):
         super().__init__(settings, endpoint, conn_id=conn_id, run=run)
         self._answers: dict[tuple, Points | None] = {}
-        self._http: HttpClient | None = None
         self.sleep: Callable[[float], None] | None = None  # how a 429 waits (None: the retry helper's); tests record it
 
     # -- queries ----------------------------------------------------------------------------
@@ -186,14 +186,13 @@ class DatadogProvider(MetricsProvider):
                                     api_key_headers={"DD-API-KEY": api, "DD-APPLICATION-KEY": app},
                                     rate_limit=RateLimit(attempts=s.rate_limit_attempts, max_wait=s.rate_limit_max_wait_seconds),
                                     sleep=lambda seconds: (self.sleep or retry_helper.SLEEP)(seconds))
-            self._http.session.headers["Accept"] = "application/json"
         return self._http
 
     def _request(self, method: str, path: str, *, what: str, app_key: bool = True, **kwargs) -> dict:
         """One call to the API → its JSON object. ``what`` names the request in errors (a query or path)."""
         http = self.http
-        if not app_key:
-            kwargs["headers"] = {"DD-APPLICATION-KEY": None}  # None: the session's header is left out
+        # A header set to None is left out of this call (``check_online`` sends the API key alone).
+        kwargs["headers"] = {"Accept": "application/json", **({} if app_key else {"DD-APPLICATION-KEY": None})}
         try:
             body = http.json(method, path, **kwargs)
         except Unavailable as e:
