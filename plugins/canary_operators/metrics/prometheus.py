@@ -10,10 +10,8 @@ staleness markers do not make a long-lived series look new).
 Resource checks, custom ``query`` checks and business checks with ``unit: amount`` also get one
 value per ``period_seconds`` (``ArmSample.periods``, from a range query on a grid aligned to the
 period, so both arms get the same timestamps; at most ``_MAX_PERIODS`` periods, the period is
-widened for longer windows). HTTP goes through ``clients.http``: HTTP 429 is retried with backoff
-(``Retry-After`` honoured, capped) for up to ``rate_limit_budget_seconds``, then reported as
-``BackendUnavailable``, like 5xx and connection errors; refused credentials and rejected queries
-are ``MetricsError``.
+widened for longer windows). Through ``clients.http``, HTTP 429 is retried (``Retry-After``
+honoured, capped) for up to ``rate_limit_budget_seconds``, then ``BackendUnavailable``.
 
 Arms are told apart by a version label (``version_label``, default ``version``), or, with
 ``arm_matchers``, by one fixed label matcher per arm (for routers whose metrics label the backend
@@ -205,9 +203,7 @@ class PrometheusProvider(MetricsProvider):
 
     @property
     def http(self) -> HttpClient:
-        """This provider's client: auth from the connection (basic or bearer), HTTP 429 retried
-        within ``rate_limit_budget_seconds``. Built on first use, so a provider without a host
-        fails at its first query."""
+        """The client (basic or bearer auth, 429 retried within the budget), built at the first query."""
         if self._http is None:
             self._http = HttpClient(self.endpoint, name="prometheus", timeout=self.settings.timeout_seconds,
                                     rate_limit=RateLimit(attempts=None, deadline=self.settings.rate_limit_budget_seconds,
@@ -219,12 +215,10 @@ class PrometheusProvider(MetricsProvider):
             body = self.http.json("GET", path, params=params)
         except Unavailable as e:
             raise BackendUnavailable(str(e)) from None
-        except Refused as e:
-            raise MetricsError(str(e)) from None
-        except HttpError as e:  # a rejected query (or another answer): Prometheus says why in JSON
-            body = e.body_json()
-            if not isinstance(body, dict):  # a 2xx's error already says it
-                raise MetricsError(str(e) if e.status < 300 else f"{e} without JSON") from None
+        except HttpError as e:  # refused, or a rejected query (Prometheus says why in JSON)
+            body = None if isinstance(e, Refused) else e.body_json()
+            if not isinstance(body, dict):  # a 2xx's error already says it lacks JSON
+                raise MetricsError(str(e) if isinstance(e, Refused) or e.status < 300 else f"{e} without JSON") from None
         if not isinstance(body, dict) or body.get("status") != "success":
             error = body.get("error", body) if isinstance(body, dict) else body
             raise MetricsError(self.http.scrub(f"prometheus rejected {params.get('query')!r}: {error}"))
