@@ -4,8 +4,9 @@ It serves, on 127.0.0.1, the REST paths the Kubernetes routers and actions use:
 
 - custom objects ``/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}`` (and ``/status``)
   for Istio VirtualServices, Gateway API HTTPRoutes and Argo Rollouts;
-- built-in ``networking.k8s.io/v1`` Ingresses and ``apps/v1`` Deployments (``/status``, ``/scale``);
-- ``/version``, ``/apis`` and ``/apis/{group}/{version}`` discovery.
+- built-in ``networking.k8s.io/v1`` Ingresses and ``apps/v1`` Deployments (and ``/status``).
+
+GET and PATCH, as the client (``canary_operators.clients.kubernetes``) sends them, and PUT.
 
 It behaves like a real API server where the code under test could get it wrong:
 
@@ -40,7 +41,6 @@ import copy
 import http.server
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -74,7 +74,7 @@ VIRTUAL_SERVICE = Kind("networking.istio.io", "v1", "virtualservices", "VirtualS
 HTTP_ROUTE = Kind("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute", custom=True)
 ROLLOUT = Kind("argoproj.io", "v1alpha1", "rollouts", "Rollout", custom=True)
 INGRESS = Kind("networking.k8s.io", "v1", "ingresses", "Ingress", custom=False)
-DEPLOYMENT = Kind("apps", "v1", "deployments", "Deployment", custom=False, subresources=("status", "scale"))
+DEPLOYMENT = Kind("apps", "v1", "deployments", "Deployment", custom=False)
 KINDS = {(k.group, k.version, k.plural): k for k in (VIRTUAL_SERVICE, HTTP_ROUTE, ROLLOUT, INGRESS, DEPLOYMENT)}
 KINDS_BY_NAME = {k.kind: k for k in KINDS.values()}
 
@@ -373,10 +373,6 @@ class FakeKubeApi:
         with self._lock:
             return copy.deepcopy(self.objects[(KINDS_BY_NAME[kind_name], namespace, name)])
 
-    def delete(self, kind_name: str, namespace: str, name: str) -> None:
-        with self._lock:
-            self.objects.pop((KINDS_BY_NAME[kind_name], namespace, name), None)
-
     def mutate(self, kind_name: str, namespace: str, name: str, change: Callable[[dict], Any], actor: str = "someone-else") -> dict:
         """A write by someone else: ``change`` edits the object in place; versions move on."""
         kind = KINDS_BY_NAME[kind_name]
@@ -438,12 +434,6 @@ class FakeKubeApi:
                 self._record_refused(method, path, headers, body, trigger.error.code)
                 raise trigger.error
         parts = [p for p in path.split("/") if p]
-        if path == "/version":
-            return 200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-fake", "platform": "linux/amd64"}
-        if path in ("/api", "/apis"):
-            return 200, self._discovery_groups()
-        if len(parts) == 3 and parts[0] == "apis":
-            return 200, self._discovery_resources(parts[1], parts[2])
         if len(parts) in (7, 8) and parts[0] == "apis" and parts[3] == "namespaces":
             _, group, version, _, namespace, plural, name, *sub = parts
             kind = KINDS.get((group, version, plural))
@@ -476,23 +466,6 @@ class FakeKubeApi:
         self.writes.append(Write("client", method, kind.kind if kind else parts[5], parts[4], parts[6],
                                  parts[7] if len(parts) == 8 else None, content_type, parsed, code))
 
-    def _discovery_groups(self) -> dict:
-        groups = sorted({(k.group, k.version) for k in KINDS.values()})
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-            {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
-             "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v}} for g, v in groups]}
-
-    def _discovery_resources(self, group: str, version: str) -> dict:
-        resources = []
-        for k in KINDS.values():
-            if (k.group, k.version) == (group, version):
-                resources.append({"name": k.plural, "namespaced": True, "kind": k.kind, "verbs": ["get", "list", "patch", "update"]})
-                resources += [{"name": f"{k.plural}/{s}", "namespaced": True, "kind": k.kind, "verbs": ["get", "patch", "update"]}
-                              for s in k.subresources]
-        if not resources:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}", "resources": resources}
-
     def _authorize(self, verb: str, kind: Kind, namespace: str, name: str, subresource: str | None) -> None:
         if self.rules is None:
             return
@@ -514,17 +487,7 @@ class FakeKubeApi:
             obj = self.objects.get((kind, namespace, name))
             if obj is None:
                 raise self._not_found(kind, name)
-            if subresource == "scale":
-                return self._scale_of(obj)
             return copy.deepcopy(obj)
-
-    @staticmethod
-    def _scale_of(obj: dict) -> dict:
-        meta = obj["metadata"]
-        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-                "metadata": {"name": meta["name"], "namespace": meta["namespace"], "resourceVersion": meta["resourceVersion"]},
-                "spec": {"replicas": obj["spec"].get("replicas", 1)},
-                "status": {"replicas": obj.get("status", {}).get("replicas", 0)}}
 
     def _write(self, method, kind, namespace, name, subresource, content_type, raw) -> tuple[int, dict]:
         record = Write("client", method, kind.kind, namespace, name, subresource, content_type, None, 0)
@@ -539,26 +502,14 @@ class FakeKubeApi:
                 current = self.objects.get((kind, namespace, name))
                 if current is None:
                     raise self._not_found(kind, name)
-                base = self._scale_of(current) if subresource == "scale" else current
-                if method == "PUT":
-                    if not isinstance(body, dict):
-                        raise ApiError(400, "BadRequest", "the body of a PUT must be an object")
-                    sent_rv = body.get("metadata", {}).get("resourceVersion")
-                    if not sent_rv:
-                        raise ApiError(422, "Invalid", f'{kind.kind} "{name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update')
-                    new = body
-                else:
-                    new = self._patched(kind, base, content_type, body)
-                    sent_rv = new.get("metadata", {}).get("resourceVersion")
-                if sent_rv != base["metadata"]["resourceVersion"]:
+                new = body if method == "PUT" else self._patched(kind, current, content_type, body)
+                if not isinstance(new, dict):
+                    raise ApiError(400, "BadRequest", "the body of a PUT must be an object")
+                if new.get("metadata", {}).get("resourceVersion") != current["metadata"]["resourceVersion"]:
                     raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {kind.resource} "{name}": the object has been '
                                    "modified; please apply your changes to the latest version and try again",
                                    {"name": name, "group": kind.group, "kind": kind.plural})
-                if subresource == "scale":
-                    replicas = new.get("spec", {}).get("replicas")
-                    new = copy.deepcopy(current)
-                    new["spec"]["replicas"] = replicas
-                elif subresource == "status":
+                if subresource == "status":
                     new = {**copy.deepcopy(current), "status": new.get("status", {})}
                 elif "status" in kind.subresources:
                     new = {**new, "status": copy.deepcopy(current.get("status", {}))}
@@ -571,8 +522,7 @@ class FakeKubeApi:
                 stored = self._store(kind, current, new)
             record.code, record.object = 200, copy.deepcopy(stored)
             self._after_write(kind, stored, subresource)
-            answer = self._scale_of(stored) if subresource == "scale" else copy.deepcopy(stored)
-            return 200, answer
+            return 200, copy.deepcopy(stored)
         except ApiError as e:
             record.code = e.code
             raise
@@ -861,14 +811,6 @@ def deployment(name="web-canary", namespace="shop", image="registry.example/web:
         "status": {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas,
                    "readyReplicas": replicas, "availableReplicas": replicas},
     }
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(0.02)
 
 
 def role_rules_from_docs(markdown: str) -> list[dict]:
