@@ -56,8 +56,6 @@ from canary_operators.spec import BusinessCheck, ErrorRateCheck, LatencyCheck, R
 MAX_PAGES = 20
 _QUANTILE_STAT = {0.5: "p50", 0.95: "p95", 0.99: "p99"}
 
-# -- the provider -----------------------------------------------------------------------------
-
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
@@ -80,16 +78,9 @@ class _Series:
     unit: Literal["s", "ms"] = "s"  # of a latency series; values are returned in seconds
 
     def query(self) -> dict:
-        return {
-            "Id": self.id,
-            "MetricStat": {
-                "Metric": {"Namespace": self.namespace, "MetricName": self.metric,
-                           "Dimensions": [{"Name": k, "Value": v} for k, v in self.dims]},
-                "Period": self.period,
-                "Stat": self.stat,
-            },
-            "ReturnData": True,
-        }
+        metric = {"Namespace": self.namespace, "MetricName": self.metric,
+                  "Dimensions": [{"Name": k, "Value": v} for k, v in self.dims]}
+        return {"Id": self.id, "MetricStat": {"Metric": metric, "Period": self.period, "Stat": self.stat}, "ReturnData": True}
 
     def __str__(self) -> str:  # how the series reads in ArmSample.query
         dims = ",".join(f"{k}={v}" for k, v in self.dims)
@@ -143,11 +134,8 @@ class CloudWatchProvider(MetricsProvider):
         for _ in range(MAX_PAGES):
             try:
                 page = self.client.get_metric_data(**request)
-            except Exception as e:
-                translated = self._translate(e, "GetMetricData")
-                if translated is e:
-                    raise
-                raise translated from None
+            except Exception as e:  # an error that is not AWS's comes back as it is
+                raise self._translate(e, "GetMetricData") from None
             for result in page.get("MetricDataResults") or []:
                 status = result.get("StatusCode")
                 messages = "; ".join(m.get("Value", "") for m in result.get("Messages") or [])
