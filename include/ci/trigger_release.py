@@ -43,7 +43,7 @@ FINISHED = {"success", "failed"}
 TRANSIENT = {500, 502, 503, 504}  # and every connection error or timeout: retried until the deadline
 FIRST_DELAY, MAX_DELAY = 1.0, 15.0  # backoff between retries, in seconds
 REQUEST_TIMEOUT = 30.0
-# The judge turns a holding verdict into "fail" when the gate must decide (judge._apply_policy,
+# The judge turns a holding verdict into "fail" when the gate must decide (judge.decide.apply_policy,
 # reason "<verdict> at the gate timeout: ..." or "error by on_error: ...", which older versions
 # worded "error after repeated errors: ..."). A check that
 # failed only because the metrics backend erred or had no data is no verdict on the canary.
