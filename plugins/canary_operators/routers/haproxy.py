@@ -6,19 +6,17 @@
 - ``verify``: the data plane's view: a server in maintenance or down takes no traffic whatever its
   weight, so the split is verified when every server that should take traffic is up and ready.
 
-The connection gives either ``host``/``port`` of a TCP admin socket (``stats socket
-ipv4@127.0.0.1:PORT level admin``) or ``extra.socket``, the path of a UNIX admin socket.
+The connection is read by the client (``clients/haproxy.py``): a TCP or a UNIX admin socket.
 Runtime weights are lost on an HAProxy reload unless a server-state file is configured.
 """
 
 from __future__ import annotations
 
-import re
-import socket
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from canary_operators.clients.haproxy import HAProxyRuntimeApi
 from canary_operators.exceptions import RouterError
 from canary_operators.routers.base import TrafficRouter, Weights
 
@@ -38,30 +36,7 @@ class HAProxyRouter(TrafficRouter):
     settings_model = HAProxySettings
 
     def _command(self, command: str) -> str:
-        ep = self.endpoint
-        path = ep.extra.get("socket") if ep else None
-        target: object = path
-        try:
-            if path:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                target = path
-            elif ep and ep.host and ep.port:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                target = (ep.host, ep.port)
-            else:
-                raise RouterError("haproxy: the connection needs host and port, or extra.socket")
-            with sock:
-                sock.settimeout(self.settings.timeout_seconds)
-                sock.connect(target)
-                sock.sendall(command.encode() + b"\n")
-                chunks = []
-                while chunk := sock.recv(65536):
-                    chunks.append(chunk)
-        except OSError as e:
-            from canary_operators.secrets import scrub
-
-            raise RouterError(scrub(f"haproxy: admin socket {target!r} unreachable: {e}")) from e
-        return b"".join(chunks).decode(errors="replace").strip()
+        return HAProxyRuntimeApi(self.endpoint, self.settings.timeout_seconds).command(command)
 
     def _set(self, server: str, weight: int) -> None:
         answer = self._command(f"set server {self.settings.backend}/{server} weight {weight}")
