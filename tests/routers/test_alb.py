@@ -15,9 +15,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from canary_operators.exceptions import RouterError, SpecError
+from canary_operators.exceptions import RouterError, SpecError, WeightNotApplied
 from canary_operators.routers import router_class
 from canary_operators.routers.alb import ALBRouter
+from canary_operators.routers.base import Weights
 from canary_operators.spec import parse_spec
 from tests.conftest import free_port, set_connection
 
@@ -106,7 +107,7 @@ def test_a_rule_chosen_by_arn_changes_and_the_default_action_does_not(aws_connec
                                  Actions=[forward((lb.stable, 100), (lb.canary, 0), (lb.third, 10))])["Rules"][0]["RuleArn"]
     before = default_actions(elbv2, arn)
 
-    assert alb(lb, arn, rule_arn=rule_arn).apply(25) == 25
+    alb(lb, arn, rule_arn=rule_arn).set_canary_weight(25)
 
     rule = elbv2.describe_rules(RuleArns=[rule_arn])["Rules"][0]
     assert weights(rule["Actions"]) == {lb.stable: 75, lb.canary: 25, lb.third: 10}
@@ -129,7 +130,7 @@ def test_other_target_groups_other_actions_and_their_order_stay(aws_connection, 
     arn = listener(elbv2, lb, oidc, forward((lb.third, 7), (lb.stable, 100), (lb.canary, 0), order=2))
     before = default_actions(elbv2, arn)
 
-    alb(lb, arn).apply(50)
+    alb(lb, arn).set_canary_weight(50)
 
     expected = copy.deepcopy(before)
     expected[1]["ForwardConfig"]["TargetGroups"] = [
@@ -191,13 +192,27 @@ def test_check_online_finds_a_target_group_that_does_not_exist(aws_connection, e
         r.check_online()
 
 
-def test_both_weights_zero_is_an_error(aws_connection, elbv2, lb):
-    arn = listener(elbv2, lb, forward((lb.stable, 0), (lb.canary, 0), (lb.third, 1)))
-    with pytest.raises(RouterError, match=f"both target groups of the forward action of listener {arn} have weight 0"):
-        alb(lb, arn).get_canary_weight()
-    assert alb(lb, arn).apply(0) == 0
+def test_a_third_target_group_shows_as_elsewhere_and_fails_the_read_back(aws_connection, elbv2, lb):
+    arn = listener(elbv2, lb, forward((lb.stable, 100), (lb.canary, 0), (lb.third, 10)))
+    r = alb(lb, arn)
+    assert r.get_weights() == Weights(stable=91, canary=0, other=9)
+    with pytest.raises(WeightNotApplied) as err:
+        r.apply(25)
+    assert str(err.value) == "alb: set canary weight 25% but it reads back stable 68%, canary 23%, elsewhere 9%"
+    assert weights(default_actions(elbv2, arn)) == {lb.stable: 75, lb.canary: 25, lb.third: 10}
+    with pytest.raises(WeightNotApplied, match="put all traffic back on stable but it reads back stable 91%, "
+                                               "canary 0%, elsewhere 9%"):
+        r.restore()
 
 
+def test_both_weights_zero_shows_as_zero(aws_connection, elbv2, lb):
+    arn = listener(elbv2, lb, forward((lb.stable, 0), (lb.canary, 0)))
+    assert alb(lb, arn).get_weights() == Weights(stable=0, canary=0, other=0)
+    assert alb(lb, arn).get_canary_weight() == 0
+    elbv2.modify_listener(ListenerArn=arn, DefaultActions=[forward((lb.stable, 0), (lb.canary, 0), (lb.third, 1))])
+    assert alb(lb, arn).get_weights() == Weights(stable=0, canary=0, other=100)
+    with pytest.raises(WeightNotApplied, match="reads back stable 99%, canary 0%, elsewhere 1%"):
+        alb(lb, arn).restore()  # the release never sets the third group: it keeps its weight
 class _NoCalls:
     """A client that fails the test if the router calls AWS at all."""
 
@@ -338,6 +353,103 @@ def test_other_rejections_are_not_retried(stubbed):
     with pytest.raises(RouterError, match="alb: elasticloadbalancing:ModifyListener rejected: ValidationError: bad action"):
         stubbed.router.set_canary_weight(5)
     assert stubbed.calls == {"DescribeListeners": 1, "ModifyListener": 1}
+
+
+# -- verify: the forward action described again, and a healthy target where traffic must go -------
+
+
+def test_verify_against_moto_cannot_tell(aws_connection, moto_server, elbv2, lb):
+    vpc = elbv2.describe_target_groups(TargetGroupArns=[lb.stable])["TargetGroups"][0]["VpcId"]
+    canary = elbv2.create_target_group(Name=f"ip-{uuid.uuid4().hex[:8]}", Protocol="HTTP", Port=80, VpcId=vpc,
+                                       TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    # moto calls a registered target healthy without checking it: nothing listens at 10.9.1.77.
+    elbv2.register_targets(TargetGroupArn=canary, Targets=[{"Id": "10.9.1.77", "Port": 8080}])
+    health = elbv2.describe_target_health(TargetGroupArn=canary)["TargetHealthDescriptions"]
+    assert [h["TargetHealth"]["State"] for h in health] == ["healthy"]
+    arn = listener(elbv2, lb, forward((lb.stable, 100), (canary, 0)))
+    r = router_class("alb")({"listener_arn": arn, "stable_target_group_arn": lb.stable,
+                             "canary_target_group_arn": canary}, None, conn_id="aws_test")
+    applied = r.apply_verified(25)
+    assert applied.weights == Weights(stable=75, canary=25) and applied.verified is None
+    assert r.restore().verified is None
+
+
+@pytest.fixture
+def on_aws(aws_connection):
+    """A router whose client has AWS's endpoint (not moto's) and answers from a Stubber."""
+    r = router_class("alb")({"listener_arn": LISTENER, "stable_target_group_arn": STABLE,
+                             "canary_target_group_arn": CANARY, "max_attempts": 1}, None, conn_id=aws_connection)
+    r.api.client = boto3.client("elbv2", region_name=REGION, aws_access_key_id="testing",
+                                aws_secret_access_key="testing")
+    assert r.api.client.meta.endpoint_url == f"https://elasticloadbalancing.{REGION}.amazonaws.com"
+    with Stubber(r.api.client) as stub:
+        yield SimpleNamespace(router=r, stub=stub)
+
+
+def health(*states):
+    """DescribeTargetHealth's answer: one target per state, ``"healthy"`` or ``("unhealthy", reason)``."""
+    targets = []
+    for i, state in enumerate(states):
+        state, reason = (state, None) if isinstance(state, str) else state
+        targets.append({"Target": {"Id": f"10.0.0.{i + 1}", "Port": 8080}, "HealthCheckPort": "8080",
+                        "TargetHealth": {"State": state, **({"Reason": reason} if reason else {})}})
+    return {"TargetHealthDescriptions": targets}
+
+
+HEALTHY = ("healthy",)
+UNHEALTHY = (("unhealthy", "Target.FailedHealthChecks"),)
+INITIAL = (("initial", "Elb.RegistrationInProgress"),)
+UNCHECKED = (("unavailable", "Target.HealthCheckDisabled"),)
+
+
+@pytest.mark.parametrize("percent, stable, canary, verified", [
+    (25, HEALTHY, HEALTHY, True),
+    (25, HEALTHY, UNHEALTHY + HEALTHY, True),  # one healthy target is enough
+    (25, HEALTHY, (), False),  # no registered target: the ALB answers 503
+    (25, HEALTHY, UNHEALTHY, False),  # all unhealthy: the ALB fails open to them
+    (25, HEALTHY, (("draining", "Target.DeregistrationInProgress"),), False),
+    (25, HEALTHY, INITIAL, None),  # not checked yet
+    (25, HEALTHY, UNCHECKED, None),  # health checks off (a Lambda target group's default)
+    (25, UNHEALTHY, INITIAL, False),  # stable does not serve, whatever the canary becomes
+    (0, HEALTHY, None, True),  # a group that takes no traffic is not asked
+    (100, None, HEALTHY, True),
+    (100, None, (), False),
+])
+def test_verify_asks_for_the_health_of_each_group_that_takes_traffic(on_aws, percent, stable, canary, verified):
+    on_aws.stub.add_response("describe_listeners", described(as_aws_returns_it(100 - percent, percent)),
+                             {"ListenerArns": [LISTENER]})
+    for arn, states in ((STABLE, stable), (CANARY, canary)):
+        if states is not None:
+            on_aws.stub.add_response("describe_target_health", health(*states), {"TargetGroupArn": arn})
+    assert on_aws.router.verify(percent) is verified
+    on_aws.stub.assert_no_pending_responses()
+
+
+def test_verify_is_false_when_the_forward_action_says_otherwise(on_aws):
+    on_aws.stub.add_response("describe_listeners", described(as_aws_returns_it(100, 0)))
+    assert on_aws.router.verify(25) is False  # no target health asked
+
+
+def test_verify_cannot_tell_without_describe_target_health(on_aws, caplog):
+    on_aws.stub.add_response("describe_listeners", described(as_aws_returns_it(75, 25)))
+    for _ in (STABLE, CANARY):
+        on_aws.stub.add_client_error("describe_target_health", "AccessDenied", http_status_code=403)
+    assert on_aws.router.verify(25) is None
+    assert "needs elasticloadbalancing:DescribeTargetHealth" in caplog.text
+
+
+def test_apply_fails_when_the_canary_group_has_no_healthy_target(on_aws):
+    stub = on_aws.stub
+    stub.add_response("describe_listeners", described())
+    stub.add_response("modify_listener", {"Listeners": []})
+    for _ in range(2):  # the read-back, then verify
+        stub.add_response("describe_listeners", described(as_aws_returns_it(75, 25)))
+    stub.add_response("describe_target_health", health("healthy"), {"TargetGroupArn": STABLE})
+    stub.add_response("describe_target_health", health(), {"TargetGroupArn": CANARY})
+    with pytest.raises(WeightNotApplied) as err:
+        on_aws.router.apply(25)
+    assert str(err.value) == ("alb: the route reads back stable 75%, canary 25%, but the data plane does not route "
+                              "25% to the canary")
 
 
 # -- botocore's own retries are off: max_attempts is the number of HTTP requests ------------------

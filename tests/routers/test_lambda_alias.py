@@ -14,8 +14,9 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from canary_operators.exceptions import RouterError, SpecError
+from canary_operators.exceptions import RouterError, SpecError, WeightNotApplied
 from canary_operators.routers import router_class
+from canary_operators.routers.base import Weights
 from canary_operators.routers.lambda_alias import LambdaAliasRouter
 from canary_operators.spec import RunConf, parse_spec
 
@@ -169,6 +170,39 @@ def test_once_on_the_canary_a_partial_weight_needs_another_stable_version(aws_co
     assert alias_state(lambdas, function) == ("2", {})
 
 
+def test_get_weights_shows_both_sides_and_any_other_version(aws_connection, lambdas, function):
+    r = router(function)
+    assert r.get_weights() == Weights(stable=100, canary=0)
+    r.apply(25)
+    assert r.get_weights() == Weights(stable=75, canary=25)
+    # someone routes to a version the release never sets (moto takes a version that does not exist)
+    lambdas.update_alias(FunctionName=function, Name="live", FunctionVersion="1",
+                         RoutingConfig={"AdditionalVersionWeights": {"3": 0.1}})
+    assert r.get_weights() == Weights(stable=90, canary=0, other=10)
+    lambdas.update_alias(FunctionName=function, Name="live", FunctionVersion="2",
+                         RoutingConfig={"AdditionalVersionWeights": {"3": 0.5}})
+    assert r.get_weights() == Weights(stable=0, canary=50, other=50)  # stable (the run's "1") shows at 0
+
+
+def test_verify_cannot_tell_and_says_so(aws_connection, lambdas, function):
+    applied = router(function).apply_verified(10)
+    assert applied.weights == Weights(stable=90, canary=10) and applied.verified is None
+    assert "this router cannot verify what the data plane does" in applied.describe()
+
+
+def test_finalize_puts_every_request_on_stable(aws_connection, lambdas, function):
+    r = router(function)
+    r.apply(25)
+    r.finalize()
+    assert alias_state(lambdas, function) == ("1", {})
+    r.finalize()  # idempotent
+    assert alias_state(lambdas, function) == ("1", {})
+    r.promote()
+    restored = r.restore()  # after a promotion: back on the run's stable version
+    assert alias_state(lambdas, function) == ("1", {})
+    assert restored.weights == Weights(stable=100, canary=0) and restored.verified is None
+
+
 # -- requests as the real service model takes them, and failures moto cannot produce --------------
 
 ALIAS = {"AliasArn": "arn:aws:lambda:eu-west-1:123456789012:function:web:live", "Name": "live",
@@ -235,6 +269,17 @@ def test_a_concurrent_change_of_the_alias_is_a_clear_error(stubbed):
         stubbed.router.set_canary_weight(5)
     assert stubbed.calls == {"GetAlias": 1, "UpdateAlias": 1}
 
+
+
+def test_another_version_read_back_fails_apply(stubbed):
+    stubbed.stub.add_response("get_alias", ALIAS)
+    stubbed.stub.add_response("update_alias", ALIAS)
+    # someone else's change lands between the write and the read-back
+    stubbed.stub.add_response("get_alias", {**ALIAS, "RoutingConfig": {"AdditionalVersionWeights": {"2": 0.1, "3": 0.05}}})
+    with pytest.raises(WeightNotApplied) as err:
+        stubbed.router.apply(10)
+    assert str(err.value) == ("lambda_alias: set canary weight 10% but it reads back stable 85%, canary 10%, "
+                              "elsewhere 5%")
 
 
 @pytest.mark.parametrize("message, named", [

@@ -9,9 +9,19 @@ and the rule's conditions are left as they were; so is stickiness, unless ``stic
 is set. ALB offers no conditional write, so a change made by someone else between the read and
 the write is lost.
 
-Percent ``p`` becomes canary weight ``p`` and stable weight ``100 - p`` (ALB takes 0..999). The
-canary's share read back is ``round(canary * 100 / (canary + stable))``; other target groups in
-the ForwardConfig are not counted.
+Percent ``p`` becomes canary weight ``p`` and stable weight ``100 - p`` (ALB takes 0..999).
+
+- ``get_weights``: every target group of that ForwardConfig as a share of their total weight, each
+  rounded on its own (a non-zero weight never shows as 0%); target groups other than stable and
+  canary show as "elsewhere", and all weights 0 shows as 0/0.
+- ``verify(p)``: describe the forward action again, then ``DescribeTargetHealth`` of each target
+  group that must take traffic. A group without a ``healthy`` target does not serve its weight
+  (with no registered target the ALB answers 503; with only unhealthy ones it fails open to
+  them): False. None (cannot tell) when a group's targets are still ``initial``, when its health
+  checks are off (``Target.HealthCheckDisabled``, the default for Lambda targets), when the
+  connection may not call ``DescribeTargetHealth``, and when the endpoint is not AWS's: moto
+  reports every registered target ``healthy`` without checking anything (and an empty group as
+  no targets), so its answers say nothing about a data plane.
 
 Before writing, actions are made writable: the action-level ``TargetGroupArn`` is dropped from
 a forward action whose ForwardConfig has more than one target group (the API rejects both
@@ -21,22 +31,26 @@ A ``rule_arn`` that is the listener's default rule is written through ``ModifyLi
 ``ModifyRule`` cannot change the default rule.
 
 IAM: ``elasticloadbalancing:DescribeListeners`` (or ``DescribeRules`` with ``rule_arn``),
-``ModifyListener`` (or ``ModifyRule``), and ``DescribeTargetGroups`` for ``check_online``.
+``ModifyListener`` (or ``ModifyRule``), ``DescribeTargetGroups`` for ``check_online`` and
+``DescribeTargetHealth`` for ``verify``.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from functools import cached_property
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from canary_operators.clients.aws import AwsApi, AwsRetrySettings
+from canary_operators.clients.aws import AwsApi, AwsRetrySettings, classify
 from canary_operators.clients.aws_names import alb_arn
 from canary_operators.exceptions import RouterError, RouterRefused
-from canary_operators.routers.base import TrafficRouter
+from canary_operators.routers.base import TrafficRouter, Weights
 
+log = logging.getLogger(__name__)
 MAX_WEIGHT = 999  # ALB target group weights are 0..999
 
 
@@ -155,15 +169,59 @@ class ALBRouter(TrafficRouter):
                                                                       "DurationSeconds": s.stickiness_seconds}
         self._write(rule_arn, actions)
 
-    def get_canary_weight(self) -> int:
-        s = self.settings
+    def get_weights(self) -> Weights:
         where, _, actions = self._read()
-        _, groups = self._forward(where, actions)
-        canary = int(groups[s.canary_target_group_arn].get("Weight") or 0)
-        stable = int(groups[s.stable_target_group_arn].get("Weight") or 0)
-        if canary + stable == 0:
-            raise RouterError(f"alb: both target groups of the forward action of {where} have weight 0")
-        return round(canary * 100 / (canary + stable))
+        return self._split(self._forward(where, actions)[1])
+
+    def _split(self, groups: dict[str, dict]) -> Weights:
+        s = self.settings
+        weight = {arn: int(group.get("Weight") or 0) for arn, group in groups.items()}
+        total = sum(weight.values())
+        if total == 0:
+            return Weights(stable=0, canary=0)  # nothing takes traffic: shown, never rounded to a split
+        stable, canary = weight.pop(s.stable_target_group_arn), weight.pop(s.canary_target_group_arn)
+        return Weights(*(_percent(w, total) for w in (stable, canary, sum(weight.values()))))
+
+    def verify(self, percent: int) -> bool | None:
+        """The forward action described again, and a healthy target in each group that must take
+        traffic (see the module's docstring). Reads only."""
+        endpoint = self.api.client.meta.endpoint_url
+        if not _is_aws(endpoint):
+            log.info("alb: cannot verify the data plane: %s is not AWS's endpoint, and an emulator's target "
+                     "health (moto's) was never checked", endpoint)
+            return None
+        s = self.settings
+        weights = self.get_weights()
+        if not weights.is_split(percent):
+            log.warning("alb: the forward action reads %s, not %s%% to the canary", weights, percent)
+            return False
+        answers = [self._serves(arn) for arn, share in ((s.stable_target_group_arn, 100 - percent),
+                                                        (s.canary_target_group_arn, percent)) if share > 0]
+        return False if False in answers else None if None in answers else True
+
+    def _serves(self, arn: str) -> bool | None:
+        """Does target group ``arn`` serve requests: True, False, or None when the ALB cannot tell."""
+        try:
+            found = self.api.call("describe_target_health", not_found={"TargetGroupNotFound": f"target group {arn}"},
+                                  TargetGroupArn=arn)["TargetHealthDescriptions"]
+        except RouterRefused as e:
+            failure = classify(e.__cause__) if e.__cause__ is not None else None
+            if failure is None or failure.kind != "denied":
+                raise
+            log.warning("alb: cannot verify the data plane: %s", e)
+            return None
+        health = [d.get("TargetHealth") or {} for d in found]
+        states = sorted({h.get("State") for h in health})
+        if "healthy" in states:
+            return True
+        unknown = [h for h in health if h.get("State") == "initial" or h.get("Reason") == "Target.HealthCheckDisabled"]
+        if unknown:
+            log.info("alb: cannot verify target group %s: no healthy target yet, and its targets are %s", arn,
+                     unknown[0].get("Reason") or unknown[0].get("State"))
+            return None
+        log.warning("alb: target group %s has no healthy target (%s), so it does not serve its weight",
+                    arn, ", ".join(map(str, states)) or "no registered targets")
+        return False
 
     def check_online(self) -> None:
         """The listener (or rule) exists, has the forward action, and both target groups exist."""
@@ -174,6 +232,17 @@ class ALBRouter(TrafficRouter):
                                   TargetGroupArns=[arn])["TargetGroups"]
             if not any(g.get("TargetGroupArn") == arn for g in found):
                 raise RouterError(f"alb: target group {arn} not found")
+
+
+def _percent(weight: int, total: int) -> int:
+    """``weight``'s share of ``total`` in percent; a non-zero weight never shows as 0."""
+    return max(1, round(weight * 100 / total)) if weight else 0
+
+
+def _is_aws(endpoint_url: str | None) -> bool:
+    """An AWS endpoint (also FIPS, China and VPC endpoints), not an emulator's."""
+    host = urlsplit(endpoint_url or "").hostname or ""
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws"))
 
 
 def _writable(action: dict[str, Any]) -> dict[str, Any]:

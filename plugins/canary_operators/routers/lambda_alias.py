@@ -14,6 +14,11 @@ Once the alias points at the canary (after 100 or ``promote``), a lower weight n
 stable version: the run's ``stable_version``, which must then be a Lambda version number too.
 So a rollback after a promotion puts the alias back on the run's stable version.
 
+``get_weights``: the alias' version gets what the extra weights leave, each extra version its
+weight. Stable is the alias' version (or, while the alias points at the canary, the run's
+``stable_version``), canary the run's version, and any other version shows as "elsewhere".
+``finalize`` is ``set_canary_weight(0)``. ``verify`` answers None: see ``LambdaAliasRouter.verify``.
+
 Every write passes the ``RevisionId`` just read, so Lambda refuses it when someone else changed
 the alias in between (``PreconditionFailedException``, a RouterError; the task's retry rereads).
 
@@ -30,7 +35,7 @@ from pydantic import Field, field_validator
 
 from canary_operators.clients.aws import AwsApi, AwsRetrySettings, error_code
 from canary_operators.exceptions import RouterError, RouterRefused
-from canary_operators.routers.base import TrafficRouter
+from canary_operators.routers.base import TrafficRouter, Weights
 
 VERSION_NUMBER = re.compile(r"^[0-9]+$")
 # A function name, a partial ARN (123456789012:function:NAME) or a full ARN, as Lambda takes it.
@@ -133,13 +138,29 @@ class LambdaAliasRouter(TrafficRouter):
         else:
             self._update(alias, self._stable(alias, canary), {canary: percent / 100})
 
-    def get_canary_weight(self) -> int:
+    def get_weights(self) -> Weights:
         canary = self._canary()
         alias = self._get()
-        weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
-        if alias.get("FunctionVersion") == canary:
-            return round((1 - sum(w for v, w in weights.items() if v != canary)) * 100)
-        return round(weights.get(canary, 0) * 100)
+        extra = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+        shares = {version: float(weight) for version, weight in extra.items()}
+        current = alias.get("FunctionVersion")
+        shares[current] = shares.get(current, 0.0) + max(0.0, 1 - sum(extra.values()))
+        stable = current if current != canary else self.run.stable_version
+        # each rounded on its own; a share Lambda routes (weights go down to 0.00001) never shows as 0
+        percent = {version: max(1, round(share * 100)) if share > 1e-9 else 0 for version, share in shares.items()}
+        stable_pct, canary_pct = percent.pop(stable, 0), percent.pop(canary, 0)
+        return Weights(stable=stable_pct, canary=canary_pct, other=sum(percent.values()))
+
+    def verify(self, percent: int) -> None:
+        """None: this router cannot tell. Lambda picks the version per invocation inside the
+        service, and no API reports what it does; ``GetAlias`` returns only the object just written.
+        Which version served shows afterwards, in ``ExecutedVersion`` and the metrics the gate reads."""
+        return None
+
+    def finalize(self) -> None:
+        """All traffic on stable: no extra weights, and the alias on the stable version (after a
+        promotion, back on the run's ``stable_version``). ``set_canary_weight(0)``; idempotent."""
+        self.set_canary_weight(0)
 
     def check_online(self) -> None:
         """The function and its alias exist, and the run's version (if known) is a version number."""
