@@ -30,9 +30,10 @@ It behaves like a real API server where the code under test could get it wrong:
 Test hooks: ``put``/``get`` objects, ``fail_next`` (a one-shot error on the next matching
 request), ``before_next`` (run a function, such as someone else's write, just before the next
 matching request is served), ``mutate`` (a write by someone else), and ``writes`` (every write
-attempt with its actor, content type, body and answer). Two small controllers react to writes:
+attempt with its actor, content type, body and answer). Small controllers react to writes:
 ``ArgoRolloutsController`` walks a Rollout through its canary steps, and Deployments become
-ready (or not, per ``deployment_behaviour``).
+ready (or not, per ``deployment_behaviour``). A gateway controller (``gateway_controller``)
+re-reports an HTTPRoute's conditions at each new generation, keeping their verdicts.
 """
 
 from __future__ import annotations
@@ -294,6 +295,14 @@ def validate(kind: Kind, obj: dict) -> None:
 # The server
 
 
+def _gateway_observes(obj: dict) -> None:
+    """A gateway controller that keeps its verdicts: every condition it reported is now reported
+    for the route's current generation (``status.parents[].conditions[].observedGeneration``)."""
+    for parent in (obj.get("status") or {}).get("parents") or []:
+        for condition in parent.get("conditions") or []:
+            condition["observedGeneration"] = obj["metadata"]["generation"]
+
+
 class FakeKubeApi:
     """The state and behaviour of the fake API server; ``start()`` serves it over HTTP."""
 
@@ -304,6 +313,7 @@ class FakeKubeApi:
         self.rules = rules  # a Role's rules; None: everything is allowed
         self.controller_delay = controller_delay
         self.deployment_behaviour: dict[str, str] = {}  # name → "ready" (default) | "stuck" | "failed"
+        self.gateway_controller = True  # re-report an HTTPRoute's conditions at each new generation
         self._triggers: list[_Trigger] = []
         self._lock = threading.RLock()
         self._rv = 1000
@@ -565,6 +575,8 @@ class FakeKubeApi:
             self._later(lambda: self.argo.reconcile(key))
         elif kind is DEPLOYMENT and subresource != "status":
             self._later(lambda: self._reconcile_deployment(key))
+        elif kind is HTTP_ROUTE and subresource != "status" and self.gateway_controller:
+            self._later(lambda: self.controller_write(key, _gateway_observes))
 
     def _later(self, fn: Callable[[], None]) -> None:
         if self.controller_delay <= 0:

@@ -9,8 +9,10 @@ from types import SimpleNamespace
 import pytest
 
 from canary_operators.clients.kubernetes import MERGE_PATCH
-from canary_operators.exceptions import RouterError, RouterRefused
+from canary_operators.exceptions import RouterError, RouterRefused, WeightNotApplied
 from canary_operators.routers import router_class
+from canary_operators.routers.argo_rollouts_driver import ArgoRolloutDriver, RolloutDriver
+from canary_operators.routers.base import Weights
 from tests.k8s_api_server import k8s, rollout  # noqa: F401  (k8s is a fixture)
 
 SETTINGS = {"namespace": "shop", "rollout": "web", "poll_seconds": 0.02, "step_timeout_seconds": 5}
@@ -52,6 +54,64 @@ def test_steps_through_the_rollout_and_completes_it(updating):
     writes = k8s.api.client_writes("Rollout")
     assert [(w.subresource, w.content_type) for w in writes] == [("status", MERGE_PATCH)] * 2
     assert all(w.body["status"] == {"pauseConditions": None} and "resourceVersion" in w.body["metadata"] for w in writes)
+
+
+def test_the_router_drives_the_rollout_through_the_driver_contract(updating):
+    r = router(updating)
+    assert isinstance(r.driver, ArgoRolloutDriver) and isinstance(r.driver, RolloutDriver)
+    assert r.driver.weights() == r.get_weights() == Weights(stable=90, canary=10)
+    assert r.driver.advance_to(50) == Weights(stable=50, canary=50)
+    applied = r.apply_verified(100)  # the end of the steps: the new revision takes everything
+    assert applied.weights == Weights(stable=0, canary=100) and applied.verified is True
+    assert r.get_weights() == Weights(stable=100, canary=0)  # and is now the stable one: no canary
+
+
+def test_weights_show_other_destinations_and_both_at_zero(updating, monkeypatch):
+    k8s = updating
+    r = router(k8s)
+    monkeypatch.setattr(k8s.api.argo, "reconcile", lambda key: None)  # the status stays as set here
+
+    def experiment(obj):  # an experiment step's ReplicaSet takes 5% (status.canary.weights.additional)
+        obj["status"]["canary"]["weights"]["stable"]["weight"] = 85
+        obj["status"]["canary"]["weights"]["additional"] = [{"weight": 5, "podTemplateHash": "exp1"}]
+    k8s.api.mutate("Rollout", "shop", "web", experiment)
+    assert r.get_weights() == Weights(stable=85, canary=10, other=5)
+    with pytest.raises(WeightNotApplied, match=r"set canary weight 10% but it reads back stable 85%, canary 10%, elsewhere 5%"):
+        r.apply(10)
+
+    def nothing_anywhere(obj):
+        weights = obj["status"]["canary"]["weights"]
+        weights.pop("additional")
+        weights["stable"]["weight"] = weights["canary"]["weight"] = 0
+    k8s.api.mutate("Rollout", "shop", "web", nothing_anywhere)
+    assert r.get_weights() == Weights(stable=0, canary=0)
+
+
+def test_verify_is_the_controllers_report_of_its_traffic_router(updating, monkeypatch):
+    k8s = updating
+    r = router(k8s)
+    assert r.verify(10) is True and r.verify(50) is False
+    assert r.apply_verified(50).verified is True
+    monkeypatch.setattr(k8s.api.argo, "reconcile", lambda key: None)
+    k8s.api.mutate("Rollout", "shop", "web", lambda o: o["status"]["canary"]["weights"].update(verified=False))
+    assert r.verify(50) is False  # the controller checked its traffic router (Argo does on AWS ALB): not in effect
+    with pytest.raises(WeightNotApplied, match="but the data plane does not route 50% to the canary"):
+        r.apply_verified(50)
+    k8s.api.mutate("Rollout", "shop", "web", lambda o: o["status"].pop("canary"))
+    assert r.verify(50) is None  # no weights reported: cannot tell
+    assert r.apply_verified(50).verified is None
+
+
+def test_finalize_aborts_and_restore_reads_all_on_stable(updating):
+    k8s = updating
+    r = router(k8s)
+    r.apply(50)
+    r.finalize()
+    assert status(k8s)["abort"] is True
+    applied = r.restore()  # finalize again: aborted already, nothing more written
+    assert applied.weights == Weights(stable=100, canary=0) and applied.verified is True
+    assert [w.body for w in k8s.api.client_writes("Rollout")][-1] == {"status": {"abort": True}}
+    assert sum(w.body == {"status": {"abort": True}} for w in k8s.api.client_writes("Rollout")) == 1
 
 
 def test_promote_is_a_full_promotion_when_steps_are_left(k8s):
@@ -252,6 +312,12 @@ def test_expected_share_of_a_replica_weighted_rollout_is_its_share_of_ready_pods
         assert r.expected_share(20) == pytest.approx(0.20)
     assert "splits traffic by replicas but its status reports no ready pods (readyReplicas 0 of 4 replicas); " \
            "expecting the canary to serve its weight, 20%" in caplog.text
+
+
+def test_a_replica_weighted_rollout_cannot_be_verified(replica_weighted):
+    r = router(replica_weighted)
+    assert r.verify(20) is None  # the replicas split the traffic: no traffic router to report on
+    assert r.apply_verified(20).verified is None
 
 
 def test_an_aborted_replica_weighted_rollout_has_no_canary_share(replica_weighted):

@@ -8,8 +8,9 @@ import copy
 import pytest
 
 from canary_operators.clients.kubernetes import JSON_PATCH, KubernetesApi, virtual_service as vs_resource
-from canary_operators.exceptions import RouterError
+from canary_operators.exceptions import RouterError, WeightNotApplied
 from canary_operators.routers import router_class
+from canary_operators.routers.base import Weights
 from tests.k8s_api_server import k8s, virtual_service  # noqa: F401  (k8s is a fixture)
 
 HOST = "web.shop.svc.cluster.local"
@@ -97,10 +98,45 @@ def test_a_third_destination_with_traffic_is_refused_and_nothing_is_written(k8s)
         {"destination": {"host": "mirror.shop.svc.cluster.local"}, "weight": 20},
     ]
     k8s.api.put(vs)
-    assert router(k8s).get_canary_weight() == 0
+    assert router(k8s).get_weights() == Weights(stable=80, canary=0, other=20)
     with pytest.raises(RouterError, match="also sends traffic to mirror.shop.svc.cluster.local"):
         router(k8s).apply(10)
     assert k8s.api.client_writes() == []
+
+
+def test_a_third_destination_added_underneath_fails_the_read_back(k8s):
+    k8s.api.put(virtual_service())
+    path = k8s.api.path("VirtualService", "shop", "web")
+
+    def someone_adds_a_mirror(obj):
+        obj["spec"]["http"][1]["route"][0]["weight"] = 80
+        obj["spec"]["http"][1]["route"].append({"destination": {"host": "mirror.shop.svc.cluster.local"}, "weight": 10})
+
+    # right after our write, before the read-back
+    k8s.api.before_next("PATCH", path, lambda: k8s.api.before_next(
+        "GET", path, lambda: k8s.api.mutate("VirtualService", "shop", "web", someone_adds_a_mirror)))
+    with pytest.raises(WeightNotApplied, match=r"set canary weight 10% but it reads back stable 80%, canary 10%, elsewhere 10%"):
+        router(k8s).apply(10)
+
+
+def test_weights_are_shown_as_written_even_when_they_make_no_split(k8s):
+    k8s.api.put(virtual_service())
+    k8s.api.mutate("VirtualService", "shop", "web", lambda o: [d.update(weight=0) for d in o["spec"]["http"][1]["route"]])
+    assert router(k8s).get_weights() == Weights(stable=0, canary=0)  # shown, not an error or a rounded split
+    assert str(router(k8s).get_weights()) == "stable 0%, canary 0%"
+    k8s.api.mutate("VirtualService", "shop", "web", lambda o: o["spec"]["http"][1]["route"][0].update(weight=70))
+    assert router(k8s).get_weights() == Weights(stable=70, canary=0)  # not 100 once normalised
+
+
+def test_verify_cannot_see_envoy_and_finalize_puts_everything_on_stable(k8s):
+    k8s.api.put(virtual_service(canary_weight=25))
+    r = router(k8s)
+    assert r.verify(25) is None
+    applied = r.apply_verified(50)
+    assert applied.verified is None and "this router cannot verify" in applied.describe()
+    r.finalize()
+    assert route_weights(k8s) == [100, 0]
+    assert r.restore().weights == Weights(stable=100, canary=0)
 
 
 def test_missing_virtual_service_is_named(k8s):

@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from canary_operators.clients.kubernetes import MERGE_PATCH
-from canary_operators.exceptions import RouterError
+from canary_operators.exceptions import RouterError, WeightNotApplied
 from canary_operators.routers import router_class
+from canary_operators.routers.base import Weights
 from tests.k8s_api_server import ingress, k8s  # noqa: F401  (k8s is a fixture)
 
 SETTINGS = {"namespace": "shop", "canary_ingress": "web-canary"}
@@ -52,6 +53,33 @@ def test_weight_total_is_respected(k8s):
     k8s.api.put(ingress(extra_annotations={"nginx.ingress.kubernetes.io/canary-weight-total": "1000"}))
     assert router(k8s).apply(5) == 5
     assert annotations(k8s)[WEIGHT] == "50"
+
+
+def test_weights_are_the_canary_weight_and_the_rest_of_its_total(k8s):
+    k8s.api.put(ingress(canary_weight=50, extra_annotations={"nginx.ingress.kubernetes.io/canary-weight-total": "1000"}))
+    assert router(k8s).get_weights() == Weights(stable=95, canary=5)
+    k8s.api.mutate("Ingress", "shop", "web-canary", lambda o: o["metadata"]["annotations"].update({WEIGHT: "1200"}))
+    assert router(k8s).get_weights() == Weights(stable=-20, canary=120)  # above its total: shown as such
+    assert router(k8s).apply(100) == 100  # written back into its total
+    assert annotations(k8s)[WEIGHT] == "1000"
+
+
+def test_a_total_changed_underneath_fails_the_read_back(k8s):
+    k8s.api.put(ingress())
+    path = k8s.api.path("Ingress", "shop", "web-canary")
+    total = {"nginx.ingress.kubernetes.io/canary-weight-total": "200"}
+    k8s.api.before_next("PATCH", path, lambda: k8s.api.before_next(
+        "GET", path, lambda: k8s.api.mutate("Ingress", "shop", "web-canary", lambda o: o["metadata"]["annotations"].update(total))))
+    with pytest.raises(WeightNotApplied, match=r"set canary weight 10% but it reads back stable 95%, canary 5%"):
+        router(k8s).apply(10)
+
+
+def test_verify_cannot_see_nginx_and_finalize_leaves_the_canary_ingress_at_0(k8s):
+    k8s.api.put(ingress(canary_weight=30))
+    r = router(k8s)
+    assert r.verify(30) is None
+    assert r.restore().verified is None
+    assert annotations(k8s)[WEIGHT] == "0" and annotations(k8s)["nginx.ingress.kubernetes.io/canary"] == "true"
 
 
 def test_idempotent_and_bad_annotation(k8s):

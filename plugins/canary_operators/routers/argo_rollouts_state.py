@@ -1,10 +1,13 @@
 """What the Argo Rollouts router reads from a Rollout: its steps and status (``RolloutState``), the
+split and the controller's verification of it (``RolloutState.weights``, ``RolloutState.verify``), the
 canary's share of the ready pods when replicas split the traffic (``replica_share``), and how
 the Rollout's steps fit a release's (``step_problems``). Pure functions of the object read."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from canary_operators.routers.base import Weights
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,40 @@ class RolloutState:
     def status_weight(self) -> int | None:
         weight = ((((self.status.get("canary") or {}).get("weights") or {}).get("canary")) or {}).get("weight")
         return None if weight is None else int(weight)
+
+    @property
+    def reported(self) -> dict:
+        """``status.canary.weights`` (canary, stable, additional, verified), or {} when not reported."""
+        return (self.status.get("canary") or {}).get("weights") or {}
+
+    def weights(self) -> Weights:
+        """The split between the update's revisions as the controller reports it: the canary's
+        ``status.canary.weights`` (else the current step's ``setWeight``), stable's reported weight
+        (else the rest) and the ``additional`` destinations (experiments) as elsewhere. With no
+        update in progress there is no canary: all on stable."""
+        if not self.updating and not self.aborted:
+            return Weights(stable=100, canary=0)
+        reported = self.reported
+        other = sum(int(d.get("weight") or 0) for d in reported.get("additional") or [])
+        canary = self.status_weight if self.status_weight is not None else self.set_weight()
+        stable = (reported.get("stable") or {}).get("weight")
+        return Weights(stable=100 - canary - other if stable is None else int(stable), canary=canary, other=other)
+
+    def verify(self, step_weight: int) -> bool | None:
+        """Has the controller set ``step_weight`` on its traffic router? From its own report
+        (``status.canary.weights``, and ``verified`` where its traffic router checks, as on AWS ALB).
+        None without trafficRouting (replicas split the traffic) or when it reports no weights.
+        After an abort or a finished update the canary ReplicaSet takes nothing."""
+        reported = self.reported
+        if not self.traffic_routed or self.status_weight is None:
+            return None
+        if reported.get("verified") is False:
+            return False
+        if self.aborted:
+            return step_weight == 0 and self.status_weight == 0
+        if not self.updating:  # finished (the new revision is stable) or never started
+            return step_weight in (0, 100) and self.status_weight == 0
+        return self.status_weight == step_weight
 
     def set_weight(self) -> int:
         """Argo's ``GetCurrentSetWeight``: 0 when aborted, 100 after the last step, else the

@@ -15,11 +15,24 @@ controller updating ``status``, someone editing the route) re-reads and retries.
 weights are relative (a missing weight is 1), so the canary's share is its weight over the
 rule's total, and other backendRefs in the rule must have weight 0.
 
+- ``get_weights``: each backendRef's weight over the rule's total, rounded each on its own:
+  backendRefs other than the two services show as "elsewhere", and a rule whose weights are all 0
+  reads as 0% everywhere.
+- ``verify``: what the gateway controllers report in ``status.parents[].conditions``. Every parent
+  must have ``Accepted`` ``True`` (and ``ResolvedRefs`` not ``False``) with ``observedGeneration``
+  equal to the route's ``metadata.generation``: that controller has taken this very spec. A
+  condition ``False`` at this generation (the controller rejected the route, or a backend does not
+  resolve) is False. Until every parent has reported on this generation (or when the route has no
+  ``status.parents`` at all) it waits up to ``verify_timeout_seconds``, then answers None. This is
+  the controller's word that it programmed the route, not a measurement of the data plane.
+- ``finalize``: stable 100, canary 0.
+
 RBAC: ``get`` and ``patch`` on ``httproutes`` in API group ``gateway.networking.k8s.io``.
 """
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from typing import ClassVar
 
@@ -35,8 +48,11 @@ from canary_operators.clients.kubernetes import (
     resource_version_guard,
     unchanged,
 )
+from canary_operators.clients.retrying import WaitTimedOut, wait_until
 from canary_operators.exceptions import RouterError
-from canary_operators.routers.base import TrafficRouter
+from canary_operators.routers.base import TrafficRouter, Weights
+
+log = logging.getLogger(__name__)
 
 
 class GatewayApiSettings(KubernetesSettings):
@@ -45,6 +61,8 @@ class GatewayApiSettings(KubernetesSettings):
     rule_name: str | None = Field(default=None, pattern=DNS_LABEL)
     stable_service: str = Field(pattern=DNS_LABEL)
     canary_service: str = Field(pattern=DNS_LABEL)
+    # How long verify waits for the gateway controllers to report on the route's new generation.
+    verify_timeout_seconds: float = Field(default=10.0, ge=0, le=600)
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -109,12 +127,54 @@ class GatewayApiRouter(TrafficRouter):
     def _weight(ref: dict) -> int:
         return int(ref.get("weight", 1))  # the Gateway API default
 
-    def get_canary_weight(self) -> int:
-        i, refs, _, canary = self._refs(self.api.get(self.resource))
-        total = sum(self._weight(r) for r in refs)
+    def get_weights(self) -> Weights:
+        _, refs, stable, canary = self._refs(self.api.get(self.resource))
+        weights = [self._weight(r) for r in refs]
+        total = sum(weights)
         if total == 0:
-            raise RouterError(f"gateway_api: every backendRef of rule {i} in {self.resource} has weight 0")
-        return round(self._weight(refs[canary]) * 100 / total)
+            return Weights(stable=0, canary=0)  # nothing takes traffic: shown, never rounded to a split
+        others = sum(w for j, w in enumerate(weights) if j not in (stable, canary))
+        return Weights(stable=round(weights[stable] * 100 / total), canary=round(weights[canary] * 100 / total),
+                       other=round(others * 100 / total))
+
+    def verify(self, percent: int) -> bool | None:
+        """True when every gateway controller accepted the route at its current generation, False
+        when one rejected it then, None when they have not all reported within the timeout."""
+        answers: list[str] = []
+
+        def probe() -> bool | None:
+            verdict, why = self._accepted(self.api.get(self.resource))
+            answers[:] = [why]
+            return verdict
+
+        try:
+            verdict = wait_until(probe, timeout=self.settings.verify_timeout_seconds, interval=0.5,
+                                 what=f"the gateway controllers to report on {self.resource}")
+        except WaitTimedOut:
+            log.info("gateway_api: cannot verify %s: %s", self.resource, answers[-1])
+            return None
+        log.info("gateway_api: %s: %s", self.resource, answers[-1])
+        return verdict
+
+    def _accepted(self, obj: dict) -> tuple[bool | None, str]:
+        generation = (obj.get("metadata") or {}).get("generation")
+        parents = (obj.get("status") or {}).get("parents") or []
+        if not parents:
+            return None, "no gateway controller has reported on it (no status.parents)"
+        waiting = []
+        for parent in parents:
+            who = f"{parent.get('controllerName') or 'a controller'} (parent {(parent.get('parentRef') or {}).get('name')})"
+            current = {c.get("type"): c for c in parent.get("conditions") or [] if c.get("observedGeneration") == generation}
+            for kind in ("Accepted", "ResolvedRefs"):
+                condition = current.get(kind) or {}
+                if condition.get("status") == "False":
+                    return False, (f"{who} reports {kind} False at generation {generation}: "
+                                   f"{condition.get('reason')}: {condition.get('message') or ''}".rstrip(": "))
+            if (current.get("Accepted") or {}).get("status") != "True":
+                waiting.append(who)
+        if waiting:
+            return None, f"{', '.join(waiting)} has not accepted generation {generation} yet"
+        return True, f"every gateway controller accepted generation {generation}"
 
     def set_canary_weight(self, percent: int) -> None:
         def build(obj: dict):

@@ -16,6 +16,13 @@ in one JSON patch guarded by ``test`` ops on the resourceVersion and on both des
 other routes, other fields and concurrent edits are never overwritten: a conflict re-reads and
 retries. Other destinations in the route must have weight 0 (the router owns only its two).
 
+- ``get_weights``: the two destinations' weights as written (Istio weights are percentages;
+  a lone destination without a weight takes 100); other destinations show as "elsewhere". Weights
+  that do not sum to 100, or are all 0, show as they are.
+- ``verify``: None. Istio's API does not say what the Envoy sidecars and gateways were sent, so
+  this router cannot see its data plane (re-reading the VirtualService would prove nothing).
+- ``finalize``: stable 100, canary 0.
+
 RBAC: ``get`` and ``patch`` on ``virtualservices`` in API group ``networking.istio.io``.
 """
 
@@ -36,7 +43,7 @@ from canary_operators.clients.kubernetes import (
     virtual_service,
 )
 from canary_operators.exceptions import RouterError
-from canary_operators.routers.base import TrafficRouter
+from canary_operators.routers.base import TrafficRouter, Weights
 
 
 class Destination(BaseModel):
@@ -118,15 +125,16 @@ class IstioRouter(TrafficRouter):
             return 100 if alone else 0  # Istio: a lone destination takes everything
         return int(weight)
 
-    def get_canary_weight(self) -> int:
-        obj = self.api.get(self.resource)
-        _, route, stable, canary = self._destinations(obj)
+    def get_weights(self) -> Weights:
+        _, route, stable, canary = self._destinations(self.api.get(self.resource))
         destinations = route["route"]
         weights = [self._weight(d, len(destinations) == 1) for d in destinations]
-        total = sum(weights)
-        if total == 0:
-            raise RouterError(f"istio: every destination of route {route.get('name')} in {self.resource} has weight 0")
-        return round(weights[canary] * 100 / total)
+        others = sum(w for j, w in enumerate(weights) if j not in (stable, canary))
+        return Weights(stable=weights[stable], canary=weights[canary], other=others)
+
+    def verify(self, percent: int) -> None:
+        """None: the Kubernetes API does not show what Envoy was programmed with."""
+        return None
 
     # -- writing ----------------------------------------------------------------------------
 

@@ -12,6 +12,12 @@ requires), so every other annotation and field stays as it is, whoever wrote it.
 Header and cookie rules (``canary-by-header``, ``canary-by-cookie``) take precedence over the
 weight in ingress-nginx; requests they match are not part of the split.
 
+- ``get_weights``: canary ``canary-weight`` over ``canary-weight-total``, stable the rest of that
+  total, each as a percentage; a weight above its total shows as such (stable below 0).
+- ``verify``: None. ingress-nginx does not publish what its NGINX configuration holds through the
+  Kubernetes API, so this router cannot see its data plane.
+- ``finalize``: ``canary-weight: "0"``: the canary Ingress stays, with no traffic.
+
 RBAC: ``get`` and ``patch`` on ``ingresses`` in API group ``networking.k8s.io``.
 """
 
@@ -24,7 +30,7 @@ from pydantic import Field
 
 from canary_operators.clients.kubernetes import DNS_SUBDOMAIN, MERGE_PATCH, KubernetesApi, KubernetesSettings, ingress
 from canary_operators.exceptions import RouterError
-from canary_operators.routers.base import TrafficRouter
+from canary_operators.routers.base import TrafficRouter, Weights
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 CANARY = PREFIX + "canary"
@@ -54,7 +60,7 @@ class NginxIngressRouter(TrafficRouter):
             raise RouterError(f"nginx_ingress: {self.resource} has {WEIGHT_TOTAL}={raw!r}; it must be a positive integer")
         return int(raw)
 
-    def get_canary_weight(self) -> int:
+    def get_weights(self) -> Weights:
         annotations = (self.api.get(self.resource).get("metadata") or {}).get("annotations") or {}
         if annotations.get(CANARY) != "true":
             raise RouterError(f'nginx_ingress: {self.resource} is not a canary Ingress: annotation {CANARY} is '
@@ -62,7 +68,12 @@ class NginxIngressRouter(TrafficRouter):
         raw = annotations.get(WEIGHT, "0")
         if not str(raw).isdigit():
             raise RouterError(f"nginx_ingress: {self.resource} has {WEIGHT}={raw!r}; it must be an integer")
-        return round(int(raw) * 100 / self._total(annotations))
+        total, weight = self._total(annotations), int(raw)
+        return Weights(stable=round((total - weight) * 100 / total), canary=round(weight * 100 / total))
+
+    def verify(self, percent: int) -> None:
+        """None: the Kubernetes API does not show what ingress-nginx loaded into NGINX."""
+        return None
 
     def set_canary_weight(self, percent: int) -> None:
         def build(obj: dict):
