@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.airflow_services import AirflowServices, free_port
-from tests.test_spec_corpus import GOOD
+from tests.spec.test_corpus import GOOD
 
 GOOD_NAMES = ("alpha", "beta", "gamma")
 

@@ -1,6 +1,6 @@
 """One gate look against a metrics backend that fails: an outage is measured in time, a rejected
 query follows the check's ``on_error`` policy. The provider is built the way the operators build it,
-and talks HTTP to a local stand-in."""
+and talks HTTP to a local stand-in. A gate times out at the planner's timeout when it has one."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import time
 import pytest
 
 from canary_operators.judge import Outcome
+from canary_operators.measurement import ArmSample, Measurement
 from canary_operators.operators.gate_evaluation import evaluate_gate
 from canary_operators.spec import RunConf, parse_spec
 from tests.conftest import free_port, serve_http, set_connection
+from tests.planner.web_release import spec_with
 
 RUN = RunConf(release="web", version="v2", stable_version="v1")
 
@@ -93,3 +95,18 @@ def test_the_split_is_counted_from_the_first_look_that_saw_both_arms():
     assert (later.canary.requests, later.baseline.requests) == (300, 2_700)  # 10%, as routed
     no_series = since_reference(step(None, 5_000), memory, 200)
     assert no_series.canary.requests is None and no_series.baseline.requests == 5_000
+
+
+# -- the gate uses the planned timeout -----------------------------------------------------------
+
+def test_evaluate_gate_times_out_at_the_planned_value(monkeypatch):
+    from canary_operators.operators import gate_evaluation
+
+    thin = lambda check, scope: Measurement(check.name, ArmSample(0.0, 10.0, "c", events=0.0),  # noqa: E731
+                                            ArmSample(0.01, 5000.0, "b", events=50.0), scope.window_seconds)
+    monkeypatch.setattr(gate_evaluation, "build_provider", lambda release, run: type("P", (), {"measure": staticmethod(thin)})())
+    spec = spec_with(checks=[{"name": "errors", "kind": "error_rate"}], sample_ratio={"enabled": False})
+    shifted = time.time() - 1000  # past the spec's 900 s, within a planned 1,800 s
+    assert gate_evaluation.evaluate_gate(spec, RUN, 50, shifted, {}).outcome is Outcome.ROLLBACK
+    look = gate_evaluation.evaluate_gate(spec, RUN, 50, shifted, {}, gate_timeout=1800.0)
+    assert look.outcome is Outcome.HOLD and "needs 100" in look.reason

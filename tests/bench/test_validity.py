@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
+
 sys.path.insert(0, str(ROOT))
 
 from bench.simulator import prometheus_increase  # noqa: E402

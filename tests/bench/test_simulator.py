@@ -6,11 +6,11 @@ import math
 import random
 import statistics
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT
+
 sys.path.insert(0, str(ROOT))
 
 from bench.simulator import BUCKETS, Arm, Stream, Traffic, binomial, multinomial, poisson  # noqa: E402
