@@ -10,7 +10,7 @@ import pytest
 
 from canary_operators.actions import run_action
 from canary_operators.endpoint import Endpoint
-from canary_operators.exceptions import HookError
+from canary_operators.exceptions import HookError, HookRefused
 from canary_operators.spec import RunConf, WebhookHook
 
 RUN = RunConf(release="web", version="v2", stable_version="v1")
@@ -69,8 +69,16 @@ def test_webhook_rate_limited_is_retried(webhook_server):
 
 def test_webhook_refused_credentials_say_so(webhook_server):
     _Webhook.status = 401
-    with pytest.raises(HookError, match=r"deploy webhook http://127\.0\.0\.1:\d+/ refused the credentials \(HTTP 401\): nope"):
+    with pytest.raises(HookRefused, match=r"deploy webhook http://127\.0\.0\.1:\d+/ refused the credentials \(HTTP 401\): nope"):
         run_action(WebhookHook(type="webhook", conn_id="h"), "deploy", RUN, lambda _: webhook_server)
+
+
+@pytest.mark.parametrize("status, retried", [(400, False), (422, False), (403, False), (500, True), (503, True)])
+def test_only_what_a_retry_may_fix_is_left_to_airflow_retries(webhook_server, status, retried):
+    _Webhook.status = status
+    with pytest.raises(HookError) as err:
+        run_action(WebhookHook(type="webhook", conn_id="h"), "deploy", RUN, lambda _: webhook_server)
+    assert isinstance(err.value, HookRefused) is not retried  # HookRefused: the operator fails at once
 
 
 def test_webhook_unreachable():
