@@ -22,8 +22,9 @@ rule's total, and other backendRefs in the rule must have weight 0.
   must have ``Accepted`` ``True`` (and ``ResolvedRefs`` not ``False``) with ``observedGeneration``
   equal to the route's ``metadata.generation``: that controller has taken this very spec. A
   condition ``False`` at this generation (the controller rejected the route, or a backend does not
-  resolve) is False. Until every parent has reported on this generation (or when the route has no
-  ``status.parents`` at all) it waits up to ``verify_timeout_seconds``, then answers None. This is
+  resolve) is False. Until every parent has reported on this generation it waits up to
+  ``verify_timeout_seconds``, then answers None; a route with no ``status.parents`` at all (no
+  controller reports on it) is None at once. This is
   the controller's word that it programmed the route, not a measurement of the data plane.
 - ``finalize``: stable 100, canary 0.
 
@@ -147,6 +148,13 @@ class GatewayApiRouter(TrafficRouter):
             answers[:] = [why]
             return verdict
 
+        first = self.api.get(self.resource)
+        if not ((first.get("status") or {}).get("parents")):
+            # No controller reports on this route at all: nothing to wait for (and an undo must
+            # not wait on a report that will never come).
+            log.info("gateway_api: cannot verify %s: no gateway controller reports on it (no status.parents)",
+                     self.resource)
+            return None
         try:
             verdict = wait_until(probe, timeout=self.settings.verify_timeout_seconds, interval=0.5,
                                  what=f"the gateway controllers to report on {self.resource}")
