@@ -73,7 +73,7 @@ def test_a_scrape_gap_at_the_window_start_is_not_a_routing_verdict(demo_stack, m
         router.apply(10)
         # The stable arm's /metrics answers 503 across the step's window start, Prometheus up.
         _admin(demo_stack.stable_url, "/admin/metrics-outage", {"seconds": 6})
-        looks = _looks(spec, run, 20, {})
+        looks = _looks(spec, run, 15, {})
     finally:
         router.apply(0)
     outcomes = [(round(look.evidence["elapsed_seconds"]), look.outcome.value, _split(look)["verdict"]) for look in looks
