@@ -18,8 +18,10 @@ packages:
 demo: install
 	$(PY) include/scripts/run_demo.py
 
+# Three workers on two cores: most tests wait on Airflow, HAProxy, moto or a CloudWatch minute,
+# not on the CPU. One file per worker (loadfile) keeps each module's services shared.
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 3 --dist loadfile tests
 
 # Load airflow_settings.yaml into the Airflow at $$AIRFLOW_HOME.
 settings: install
