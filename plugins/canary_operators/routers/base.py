@@ -105,26 +105,23 @@ class TrafficRouter(Backend, ABC):
         if not 0 <= percent <= 100:
             raise RouterError(f"canary weight {percent} is not a percentage")
         self.set_canary_weight(percent)
-        weights = self.get_weights()
-        if not weights.is_split(percent):
-            raise WeightNotApplied(f"{self.type_name}: set canary weight {percent}% but it reads back {weights}")
-        verified = self.verify(percent)
-        if verified is False:
-            raise WeightNotApplied(f"{self.type_name}: the route reads back {weights}, but the data plane does not "
-                                   f"route {percent}% to the canary")
-        return Applied(weights, verified)
+        return self._checked(percent, f"set canary weight {percent}%", f"route {percent}% to the canary")
 
     def restore(self) -> Applied:
         """``finalize`` and check it: all traffic back on stable, read back and verified where the
         router can. Every path that puts traffic back (the gate, the undo, the guard) uses this."""
         self.finalize()
+        return self._checked(0, "put all traffic back on stable", "send everything to stable")
+
+    def _checked(self, percent: int, did: str, meant: str) -> Applied:
+        """Read back what ``did`` wrote, then ask the data plane; either answer wrong raises."""
         weights = self.get_weights()
-        if not weights.is_split(0):
-            raise WeightNotApplied(f"{self.type_name}: put all traffic back on stable but it reads back {weights}")
-        verified = self.verify(0)
+        if not weights.is_split(percent):
+            raise WeightNotApplied(f"{self.type_name}: {did} but it reads back {weights}")
+        verified = self.verify(percent)
         if verified is False:
             raise WeightNotApplied(f"{self.type_name}: the route reads back {weights}, but the data plane does not "
-                                   f"send everything to stable")
+                                   f"{meant}")
         return Applied(weights, verified)
 
     def apply(self, percent: int) -> int:
