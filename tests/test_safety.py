@@ -178,3 +178,30 @@ def test_a_hook_that_raises_does_not_hide_the_failure(hooks, caplog):
     assert lines[0] == message  # the ERROR line comes first, whatever the hooks do
     assert any(line.startswith("failure hook") and "raised" in line for line in lines)
     assert hooks == [("web", message)]  # the hook after the broken one still ran
+
+
+def test_a_verification_that_errors_after_stable_reads_back_100_is_not_unrestored_traffic():
+    from canary_operators.exceptions import RouterError
+    from canary_operators.routers.base import TrafficRouter
+
+    class VerifyAway(TrafficRouter):
+        type_name = "verify_away"
+        settings_model = None
+        weight = 30
+
+        def __init__(self):
+            pass
+
+        def set_canary_weight(self, percent):
+            self.weight = percent
+
+        def get_canary_weight(self):
+            return self.weight
+
+        def verify(self, percent):
+            raise RouterError("status API unreachable")
+
+    router = VerifyAway()
+    assert router.restore().verified is None and router.weight == 0
+    with pytest.raises(RouterError, match="status API unreachable"):  # a shift still needs its answer
+        router.apply_verified(10)
