@@ -73,6 +73,16 @@ def test_guard_verdict(phase, owner, weight, owner_state, silent, act):
     assert verdict.reason.startswith("guard:") is act, verdict.reason
 
 
+@pytest.mark.parametrize("phase, weight", [("gating", 0), ("gating", 10), ("shifting", 25), ("rolling_back", 0)])
+def test_a_stopped_run_whose_write_raced_the_guard_is_closed_again(phase, weight):
+    """The run's last heartbeat overwrote the guard's rolled_back; it still heartbeats, so the
+    record is never stale. The stop marker is what the next sweep acts on."""
+    verdict = guard_verdict(record(phase, "ci__v2", 1.0), weight, "running", NOW, STALE_AFTER, stopped_run="ci__v2")
+    assert verdict.act and "was stopped by the guard" in verdict.reason, verdict.reason
+    # Another run's marker changes nothing for a live run making progress.
+    assert not guard_verdict(record(phase, "ci__v3", 1.0), weight, "running", NOW, STALE_AFTER, stopped_run="ci__v2").act
+
+
 def test_guard_reasons_say_what_was_wrong():
     def reason(status, weight, state):
         return guard_verdict(status, weight, state, NOW, STALE_AFTER).reason

@@ -156,3 +156,32 @@ def test_heartbeat_that_cannot_write_lets_the_gate_go_on(in_task, monkeypatch, c
     with caplog.at_level(logging.WARNING, logger="test_status"):
         assert heartbeat("web", "ci__v2", LOG, phase="gating") is None
     assert "could not write the status record of web" in caplog.text
+
+
+# -- the guard's stop marker: a heartbeat racing the guard's write cannot undo the guard ----------
+
+
+def test_a_run_the_guard_stopped_is_taken_over_whatever_its_record_says():
+    assert taken_over(gating(), "ci__v2", stopped_run="ci__v2").startswith("the guard stopped this run")
+    assert taken_over(gating(), "ci__v2", stopped_run="ci__v1") is None  # an older run's marker
+
+
+def test_heartbeat_that_raced_the_guards_record_write_still_stops(in_task, monkeypatch):
+    """The guard marks the run stopped, then writes rolled_back; the trigger read 'gating' just
+    before that write and writes 'gating' over it. The heartbeat must still say stop."""
+    write_status(gating())
+    real_write = status_module.write_status
+
+    def guard_lands_between_read_and_write(status):
+        status_module.mark_stopped("web", "ci__v2", "guard: no progress")
+        real_write(gating(phase="rolled_back", weight=0, decision="guard: no progress"))
+        return real_write(status)  # the heartbeat's stale 'gating' overwrites the guard's record
+
+    monkeypatch.setattr(status_module, "write_status", guard_lands_between_read_and_write)
+    why = heartbeat("web", "ci__v2", LOG, phase="gating", decision="gate_10: hold")
+    assert why is not None and why.startswith("the guard stopped this run"), why
+    monkeypatch.setattr(status_module, "write_status", real_write)
+    # Every later heartbeat refuses before writing, and a cleared run (preflight) takes it back.
+    assert heartbeat("web", "ci__v2", LOG, phase="gating").startswith("the guard stopped this run")
+    status_module.clear_stopped("web", "ci__v2")
+    assert heartbeat("web", "ci__v2", LOG, phase="gating") is None

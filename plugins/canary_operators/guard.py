@@ -22,12 +22,17 @@ class GuardVerdict:
 
 
 def guard_verdict(status: ReleaseStatus, weight: int, owner_state: str | None, now: float,
-                  stale_after: float) -> GuardVerdict:
-    """``owner_state`` is the owning run's state, or None when there is no owner or it was deleted."""
+                  stale_after: float, stopped_run: str | None = None) -> GuardVerdict:
+    """``owner_state`` is the owning run's state, or None when there is no owner or it was deleted.
+    ``stopped_run`` is the run the guard already stopped (its stop marker)."""
     owner = status.run_id
     alive = owner_state in ALIVE
     if status.phase == "promoted":
         return GuardVerdict(False, f"promoted by run {owner}; canary slot at {weight}%")
+    if owner and owner == stopped_run and status.mid_way:
+        # The stopped run's last write raced the guard's record: close it again, and undo any move.
+        return GuardVerdict(True, f"guard: run {owner} was stopped by the guard but its record says "
+                                  f"{status.phase} with the canary at {weight}%; closing it")
     if weight == 0:
         if status.mid_way and not alive:
             return GuardVerdict(True, f"guard: run {owner} is {owner_state or 'gone'} and left the release "

@@ -28,6 +28,13 @@ def status_variable(release: str) -> str:
     return f"canary_status__{release}"
 
 
+def stop_variable(release: str) -> str:
+    """The guard's stop marker: the run it took the release from. Only the guard writes it, so a
+    run's heartbeat that races the guard's record write cannot erase it (Variables have no
+    compare-and-set)."""
+    return f"canary_stopped__{release}"
+
+
 class ReleaseStatus(BaseModel):
     """The release's state as its last writer left it. Immutable: ``advance`` returns a new one."""
 
@@ -96,9 +103,35 @@ def record(release: str, log=None, strict: bool = False, **changes) -> ReleaseSt
         return None
 
 
-def taken_over(status: ReleaseStatus, run_id: str) -> str | None:
+def read_stopped_run(release: str) -> str | None:
+    """The run the guard last stopped for this release, if any."""
+    from airflow.sdk import Variable
+
+    raw = Variable.get(stop_variable(release), default=None, deserialize_json=True)
+    return (raw or {}).get("run_id")
+
+
+def mark_stopped(release: str, run_id: str, reason: str) -> None:
+    """Written by the guard before it moves traffic: from now on ``run_id`` may not write or shift."""
+    from airflow.sdk import Variable
+
+    Variable.set(stop_variable(release), {"run_id": run_id, "reason": reason[:500], "at": time.time()},
+                 serialize_json=True, description="Canary guard's stop marker (written by canary_operators)")
+
+
+def clear_stopped(release: str, run_id: str) -> None:
+    """A run started again by hand (cleared) takes its release back: its stop marker goes."""
+    from airflow.sdk import Variable
+
+    if read_stopped_run(release) == run_id:
+        Variable.delete(stop_variable(release))
+
+
+def taken_over(status: ReleaseStatus, run_id: str, stopped_run: str | None = None) -> str | None:
     """Why this run may no longer move traffic (another run or the guard took the release over),
-    or None when it still owns it."""
+    or None when it still owns it. ``stopped_run`` is the guard's stop marker."""
+    if stopped_run is not None and stopped_run == run_id:
+        return f"the guard stopped this run: {status.decision or 'see canary_guard'}"
     if not status.owned_by(run_id):
         return f"the release is now owned by run {status.run_id or '(none)'}, not this run {run_id}"
     if status.phase in ("rolled_back", "unsafe", "rolling_back"):
@@ -112,10 +145,15 @@ def heartbeat(release: str, run_id: str, log=None, **changes) -> str | None:
     gate goes on, and the guard's staleness clock is the only thing that suffers."""
     try:
         current = read_status(release)
-        why = taken_over(current, run_id)
+        why = taken_over(current, run_id, read_stopped_run(release))
         if why:
             return why
         write_status(current.advance(**changes))
+        # The guard marks a run stopped before it writes its record. If the marker is here now, that
+        # record may have landed between our read and our write and been overwritten: stop anyway
+        # (the guard's next sweep closes the record again).
+        if read_stopped_run(release) == run_id:
+            return taken_over(read_status(release), run_id, run_id)
     except Exception as e:  # noqa: BLE001
         if log:
             log.warning("could not write the status record of %s: %s", release, e)

@@ -56,9 +56,9 @@ def require_ownership(release: ReleaseSpec, context) -> None:
     not move traffic again."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from canary_operators.status import read_status, taken_over
+    from canary_operators.status import read_status, read_stopped_run, taken_over
 
-    why = taken_over(read_status(release.name), run_id_of(context))
+    why = taken_over(read_status(release.name), run_id_of(context), read_stopped_run(release.name))
     if why:
         raise AirflowFailException(f"{release.name}: not moving traffic: {why}")
 

@@ -13,7 +13,7 @@ from canary_operators.guard import GuardVerdict, guard_verdict
 from canary_operators.operators.common import build_router, run_conf_from_status
 from canary_operators.safety import TrafficNotRestored, notify_failure, report_unsafe, restore_stable
 from canary_operators.spec import ReleaseSpec, RunConf, load_spec
-from canary_operators.status import read_status, record
+from canary_operators.status import mark_stopped, read_status, read_stopped_run, record
 
 GUARD_RESTORE_BUDGET = 45.0  # seconds per sweep; the next sweep tries again
 
@@ -60,12 +60,14 @@ class GuardRelease(BaseOperator):
         # moves traffic, so a canary set by a starting run is never taken for an orphan.
         status = read_status(spec.name)
         state = owner_state(context, status.dag_id, status.run_id)
-        verdict = guard_verdict(status, weight, state, time.time(), spec.silence_limit)
+        verdict = guard_verdict(status, weight, state, time.time(), spec.silence_limit, read_stopped_run(spec.name))
         if verdict.act and read_status(spec.name).updated_at != status.updated_at:
             verdict = GuardVerdict(False, "the record changed while the guard looked; the next sweep decides")
         if not verdict.act:
             self.log.info("%s: %s", spec.name, verdict.reason)
             return {"release": spec.name, "acted": False, "weight": weight, "reason": verdict.reason}
+        if status.run_id:  # before any move: the run's next heartbeat or shift sees it and stops
+            mark_stopped(spec.name, status.run_id, verdict.reason)
         if weight > 0:
             try:
                 restored = restore_stable(router, min(GUARD_RESTORE_BUDGET, spec.rollback_deadline), self.log)

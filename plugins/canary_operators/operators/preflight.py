@@ -23,7 +23,7 @@ from canary_operators.planner import Plan, Traffic, plan_gates
 from canary_operators.secrets import scrub_error
 from canary_operators.spec import BusinessCheck, ErrorRateCheck, LatencyCheck, ReleaseSpec, RunConf, resolve_run_conf
 from canary_operators.stats import quantile_bucket
-from canary_operators.status import read_status, write_status
+from canary_operators.status import clear_stopped, read_status, write_status
 
 PLAN_KEY = "plan"  # preflight's XCom: the evidence plan (Plan.to_dict); the gates read their timeouts
 TRAFFIC_WINDOW = 600.0  # the live traffic the planner reads: the last 10 minutes
@@ -170,6 +170,7 @@ class Preflight(ReleaseOperator):
             self.log.warning("adopting this run's own record (%s); the canary is at %d%% and goes back to 0%% first",
                              status.phase, weight)
             weight = router.restore().weights.canary
+        clear_stopped(self.release.name, run_id)  # a cleared run, started again by hand
         write_status(status.advance(
             phase="idle", run_id=run_id, dag_id=self.release.dag_id, version=run.version,
             stable_version=run.stable_version, weight=weight, promote_done=(), spec=self.release.model_dump(mode="json"),
