@@ -1,0 +1,17 @@
+"""The Airflow plugin object: what this package adds to Airflow itself (UI views, listeners).
+
+Found two ways: from the project layout through ``plugins/canary_releases_plugin.py``, and from an
+installed package through the ``airflow.plugins`` entry point. Each part is contributed by its own
+module; this file only lists them.
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+
+class CanaryReleasesPlugin(AirflowPlugin):
+    name = "canary_releases"
+    fastapi_apps: list = []
+    external_views: list = []
+    listeners: list = []
