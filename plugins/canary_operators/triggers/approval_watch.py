@@ -46,6 +46,8 @@ from airflow.providers.standard.triggers.hitl import HITLTrigger
 from airflow.providers.standard.version_compat import AIRFLOW_V_3_3_PLUS
 from airflow.triggers.base import TriggerEvent
 
+from canary_operators.triggers.threads import in_thread
+
 log = logging.getLogger(__name__)
 
 CLASSPATH = "canary_operators.triggers.approval_watch.ApprovalWatchTrigger"
@@ -134,14 +136,14 @@ class ApprovalWatchTrigger(HITLTrigger):
         from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail, update_hitl_detail_response
 
         try:
-            await asyncio.to_thread(update_hitl_detail_response, ti_id=self.ti_id,
-                                    chosen_options=[self.roll_back_option], params_input=self.params.dump())
+            await in_thread(update_hitl_detail_response, ti_id=self.ti_id,
+                            chosen_options=[self.roll_back_option], params_input=self.params.dump())
             log.info("%s: answered %r on the question: %s", self.name, self.roll_back_option, reason)
             return True
         except Exception as e:  # noqa: BLE001 - e.g. 409: a person answered at the same moment
             log.warning("%s: could not close the question (%s); the task fails anyway", self.name, e)
         try:
-            answer = await asyncio.to_thread(get_hitl_detail_content_detail, ti_id=self.ti_id)
+            answer = await in_thread(get_hitl_detail_content_detail, ti_id=self.ti_id)
             return not (answer.response_received and answer.responded_by_user is not None)
         except Exception:  # noqa: BLE001 - cannot tell: fire, the task is most likely still deferred
             return True
@@ -195,11 +197,11 @@ class ApprovalWatchTrigger(HITLTrigger):
                     yield answer
                     return
             looks += 1
-            look = await asyncio.to_thread(self._look, release, run, memory)
+            look = await in_thread(self._look, release, run, memory)
             if look.outcome is Outcome.ROLLBACK:
                 verdict_at = time.monotonic()
-                record = await asyncio.to_thread(reset_to_stable, release, run, self.weight,
-                                                 f"{self.name}: {look.reason}", log, self.run_id)
+                record = await in_thread(reset_to_stable, release, run, self.weight,
+                                         f"{self.name}: {look.reason}", log, self.run_id)
                 record["seconds_from_verdict"] = round(time.monotonic() - verdict_at, 3)
                 event = TriggerEvent({"watch": "rollback", "reason": look.reason, "evidence": look.evidence,
                                       "fast_rollback": record, "looks": looks})
@@ -210,7 +212,7 @@ class ApprovalWatchTrigger(HITLTrigger):
                 yield event
                 return
             if self.run_id:
-                why = await asyncio.to_thread(
+                why = await in_thread(
                     heartbeat, release.name, self.run_id, log, phase="awaiting_approval",
                     decision=f"{self.name}: {waiting}; canary at {self.weight}% watched: "
                              f"{look.outcome.value}: {look.reason}"[:500])
@@ -234,7 +236,7 @@ class ApprovalWatchTrigger(HITLTrigger):
         if not self.holding:  # while holding, the question already holds the answer "Hold"
             for attempt in range(1, KILL_READ_ATTEMPTS + 1):
                 try:
-                    answer = await asyncio.to_thread(get_hitl_detail_content_detail, ti_id=self.ti_id)
+                    answer = await in_thread(get_hitl_detail_content_detail, ti_id=self.ti_id)
                 except Exception as e:  # noqa: BLE001 - cannot tell: after a few tries the safe side is stable
                     log.warning("%s: could not read the answer (%d/%d): %s", self.name, attempt, KILL_READ_ATTEMPTS, e)
                     if attempt < KILL_READ_ATTEMPTS:
@@ -244,6 +246,6 @@ class ApprovalWatchTrigger(HITLTrigger):
                     log.info("%s: answered %s; the task goes on with the answer", self.name, answer.chosen_options)
                     return
                 break
-        await asyncio.to_thread(reset_to_stable, release, run, self.weight,
-                                f"{self.name}: the approval was stopped by a user action while the canary "
-                                f"was watched at {self.weight}%", log, self.run_id)
+        await in_thread(reset_to_stable, release, run, self.weight,
+                        f"{self.name}: the approval was stopped by a user action while the canary "
+                        f"was watched at {self.weight}%", log, self.run_id)
