@@ -178,6 +178,9 @@ def test_faulty_canary_is_rolled_back_at_the_first_gate(stack):
     assert "gate_10" in rollback["reason"] and "error rate" in rollback["reason"]
     evidence = xcom(dag_run, "gate_10", "evidence")
     assert evidence["outcome"] == "rollback" and evidence["checks"][0]["verdict"] == "fail"
+    looks = xcom(dag_run, "gate_10", "looks")  # the per-look record, kept by the trigger across looks
+    assert looks["gate"] == "gate_10" and looks["looks"][-1]["outcome"] == "rollback"
+    assert looks["looks"][-1]["checks"][0]["observed"]["canary"]["events"] > 0 and "errors" in looks["queries"]
 
 
 def test_no_data_is_never_a_pass_the_gate_times_out_and_rolls_back(stack):
@@ -301,6 +304,7 @@ def test_poke_mode_gates_roll_back_the_same_way(stack):
     assert dag_run.state == "failed" and states["gate_10"] == "failed" and states["rollback"] == "success"
     assert xcom(dag_run, "gate_10", "fast_rollback")["seconds_to_stable"] < 1.0
     assert canary_weight(stack) == 0
+    assert xcom(dag_run, "gate_10", "looks")["looks"][-1]["outcome"] == "rollback"
 
 
 def test_a_run_without_version_releases_the_candidate_variable(stack, monkeypatch):

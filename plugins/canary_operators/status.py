@@ -49,6 +49,8 @@ class ReleaseStatus(BaseModel):
     weight: int | None = None  # the canary's weight as last set or read back, in percent
     decision: str = ""  # the last decision and its reason, e.g. "gate_10: rollback: error rate …"
     promote_done: tuple[str, ...] = ()  # PROMOTE_STEPS already done by the owning run
+    # Where the current gate's per-look record is (XCom key "looks"): {dag_id, run_id, task_id}.
+    looks_ref: dict | None = None
     # The spec the owning run released with: the guard falls back to it if the file breaks.
     spec: dict | None = None
     updated_at: float = Field(default_factory=time.time)  # epoch seconds; the guard's progress clock

@@ -7,10 +7,11 @@ traffic back on stable at once. Blocking I/O: the trigger calls it through async
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from canary_operators.exceptions import BackendUnavailable, MetricsError
 from canary_operators.judge import Gate, Outcome, ProviderFailure, judge
+from canary_operators.looks import gate_state, look_line, look_record, observed_to_dict
 from canary_operators.measurement import Measurement
 from canary_operators.metrics import Scope
 from canary_operators.operators.common import build_provider, build_router
@@ -23,10 +24,14 @@ class GateLook:
     outcome: Outcome
     reason: str
     evidence: dict
+    # What the judge saw per check (``looks.observed_to_dict``) and the gate's state, for the per-look record.
+    observed: dict = field(default_factory=dict)
+    gate: dict = field(default_factory=dict)
 
     def __post_init__(self):  # a look's reason and evidence go to XCom, the status record and trigger events
         object.__setattr__(self, "reason", scrub(self.reason))
         object.__setattr__(self, "evidence", scrub(self.evidence))
+        object.__setattr__(self, "observed", scrub(self.observed))
 
 
 SPLIT_FAILING = "(split failing since)"
@@ -42,7 +47,8 @@ def is_last_gate(release: ReleaseSpec, run: RunConf, weight: int) -> bool:
 
 def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: float,
                   memory: dict[str, float], log=None, rollout_started_at: float | None = None,
-                  watching: bool = False, gate_timeout: float | None = None) -> GateLook:
+                  watching: bool = False, gate_timeout: float | None = None, name: str = "gate",
+                  look_number: int | None = None) -> GateLook:
     """Look once. ``memory`` carries what spans looks (mutated): per check, since when its metrics
     backend has been down; under ``SPLIT_FAILING``, since when the traffic split has looked wrong.
 
@@ -55,6 +61,7 @@ def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: f
     ``max_provider_outage`` still follows the check's ``on_error`` policy, as in the gate.
 
     ``gate_timeout``: this gate's timeout when the evidence planner lengthened it (else the spec's).
+    ``name``, ``look_number``: how the look's one log line names it (``gate_5 look 7 at 35s: HOLD – …``).
     """
     now = time.time()
     elapsed = now - shifted_at
@@ -105,9 +112,13 @@ def evaluate_gate(release: ReleaseSpec, run: RunConf, weight: int, shifted_at: f
         memory.pop(SPLIT_FAILING, None)
     evidence = {"weight": weight, "elapsed_seconds": round(elapsed, 1), "window_seconds": round(window, 1),
                 "last_gate": gate.final, **({"watching": True} if watching else {}), **decision.to_dict()}
-    if log:
-        log.info("%s at %d%% after %.0fs: %s", "watching" if watching else "gate", weight, elapsed, decision.log_line())
-    return GateLook(decision.outcome, decision.reason, evidence)
+    seen = {check_name: observed_to_dict(o) for check_name, o in observed.items()}
+    if split is not None:
+        seen[split.check] = observed_to_dict(step_counts)
+    look = GateLook(decision.outcome, decision.reason, evidence, seen, gate_state(gate))
+    if log:  # one short line; the full record goes to XCom (key "looks")
+        log.info("%s", look_line(name, {"n": look_number, **look_record(look.evidence, look.observed, look.gate, now)}))
+    return look
 
 
 def since_reference(step: Measurement, memory: dict[str, float], min_requests: float = 0) -> Measurement:
@@ -146,7 +157,7 @@ def _expected_share(release: ReleaseSpec, run: RunConf, weight: int, log) -> flo
 
 
 def reset_to_stable(release: ReleaseSpec, run: RunConf, weight: int, reason: str, log=None,
-                    run_id: str | None = None) -> dict:
+                    run_id: str | None = None, looks_ref: dict | None = None) -> dict:
     """Put all traffic back on stable now, in one attempt (the undo retries against its deadline);
     return what happened and how fast. With ``run_id``, record it while that run owns the release."""
     from canary_operators.status import heartbeat
@@ -163,5 +174,6 @@ def reset_to_stable(release: ReleaseSpec, run: RunConf, weight: int, reason: str
         if log:
             log.error("the fast reset to stable at %d%% failed (%s); the undo keeps trying: %s", weight, e, reason)
     if run_id:
-        heartbeat(release.name, run_id, log, phase="rolling_back", weight=record.get("weight_after"), decision=reason)
+        heartbeat(release.name, run_id, log, phase="rolling_back", weight=record.get("weight_after"), decision=reason,
+                  **({"looks_ref": looks_ref} if looks_ref else {}))
     return record

@@ -17,6 +17,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
 
 from canary_operators.judge import Outcome
+from canary_operators.looks import LOOKS_KEY, GateLooks, looks_ref
 from canary_operators.operators.common import PREFLIGHT_TASK, RecordsFailure, run_conf_of, run_id_of
 from canary_operators.operators.gate_evaluation import evaluate_gate, reset_to_stable
 from canary_operators.operators.preflight import PLAN_KEY
@@ -49,6 +50,9 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         self.deferrable = release.gate_mode == "deferrable"
         self._look_memory: dict[str, float] = {}  # what spans looks: outages, a failing split
         self._planned: tuple[float | None] | None = None  # this gate's planned timeout, once read
+        # The per-look record in poke mode. In reschedule mode Airflow clears a task's XComs when it
+        # starts again, so each reschedule's record holds its own looks only.
+        self._looks: GateLooks | None = None
 
     def execute(self, context):
         try:
@@ -99,9 +103,10 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         gate_timeout = self._gate_timeout(context)
         if run.dry_run:
             look = evaluate_gate(self.release, run, self.weight, shifted_at, {}, self.log, self._rollout_started_at(context),
-                                 gate_timeout=gate_timeout)
+                                 gate_timeout=gate_timeout, name=self.task_id, look_number=1)
             evidence = {**look.evidence, "dry_run": True}
             context["ti"].xcom_push(key=EVIDENCE_KEY, value=evidence)
+            self._record_look(context, shifted_at, look)
             self.log.info("dry run: the gate would %s now: %s", look.outcome.value, look.reason)
             return evidence
         if self.deferrable:
@@ -113,11 +118,21 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
                     weight=self.weight, shifted_at=shifted_at, poke_interval=self.release.poke_interval,
                     rollout_started_at=self._rollout_started_at(context),
                     run_id=run_id_of(context), task_id=self.task_id, gate_timeout=gate_timeout,
+                    dag_id=self.dag_id,
                 ),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=self._trigger_timeout(gate_timeout)),
             )
         return super().execute(context)
+
+    def _record_look(self, context, shifted_at: float, look) -> None:
+        """Add the look to this gate's per-look record and push the record (XCom key ``looks``)."""
+        import time
+
+        if self._looks is None:
+            self._looks = GateLooks(gate=self.task_id, weight=self.weight, shifted_at=shifted_at)
+        self._looks.add(look.evidence, look.observed, look.gate, time.time())
+        context["ti"].xcom_push(key=LOOKS_KEY, value=self._looks.to_dict())
 
     def waited_too_long(self, kind: str) -> str:
         return (f"gate at {self.weight}% {kind} in the triggerer without a verdict (it may wait its gate timeout, "
@@ -127,10 +142,14 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         try:
             ti = context["ti"]
             ti.xcom_push(key=EVIDENCE_KEY, value=event["evidence"])
+            if event.get("look_record"):
+                ti.xcom_push(key=LOOKS_KEY, value=event["look_record"])
             if event["outcome"] == "rollback":
                 ti.xcom_push(key=FAST_ROLLBACK_KEY, value=event["fast_rollback"])
-                raise AirflowFailException(f"gate at {self.weight}% failed: {event['reason']}")
-            self.log.info("gate at %d%% passed after %d looks in the triggerer: %s", self.weight, event["looks"], event["reason"])
+                self.log.error("%s rolled back at %d%% after %d looks: %s", self.task_id, self.weight, event["looks"],
+                               event["reason"])
+                raise AirflowFailException(f"gate at {self.weight}% failed: {event['reason']}") from None
+            self.log.info("%s passed at %d%% after %d looks: %s", self.task_id, self.weight, event["looks"], event["reason"])
             return event["evidence"]
         except BaseException as e:
             self.record_failure(context, e)
@@ -140,16 +159,20 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         from canary_operators.status import heartbeat
 
         run = run_conf_of(context)
-        look = evaluate_gate(self.release, run, self.weight, self._shifted_at(context), self._look_memory,
-                             self.log, self._rollout_started_at(context), gate_timeout=self._gate_timeout(context))
+        shifted_at = self._shifted_at(context)
+        look = evaluate_gate(self.release, run, self.weight, shifted_at, self._look_memory,
+                             self.log, self._rollout_started_at(context), gate_timeout=self._gate_timeout(context),
+                             name=self.task_id, look_number=(self._looks._count if self._looks else 0) + 1)
         context["ti"].xcom_push(key=EVIDENCE_KEY, value=look.evidence)
+        self._record_look(context, shifted_at, look)
         if look.outcome is Outcome.ROLLBACK:
             record = reset_to_stable(self.release, run, self.weight, f"{self.task_id}: {look.reason}", self.log,
-                                     run_id_of(context))
+                                     run_id_of(context), looks_ref(self.dag_id, run_id_of(context), self.task_id))
             context["ti"].xcom_push(key=FAST_ROLLBACK_KEY, value=record)
-            raise AirflowFailException(f"gate at {self.weight}% failed: {look.reason}")
+            raise AirflowFailException(f"gate at {self.weight}% failed: {look.reason}") from None
         why = heartbeat(self.release.name, run_id_of(context), self.log, phase="gating",
-                        decision=f"{self.task_id}: {look.outcome.value}: {look.reason}"[:500])
+                        decision=f"{self.task_id}: {look.outcome.value}: {look.reason}"[:500],
+                        looks_ref=looks_ref(self.dag_id, run_id_of(context), self.task_id))
         if why:
             raise AirflowFailException(f"gate at {self.weight}% stopped: {why}")
         if look.outcome is Outcome.ADVANCE:
