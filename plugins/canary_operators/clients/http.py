@@ -17,6 +17,12 @@ Auth from the connection (``Endpoint``): ``api_key_headers`` when given (Datadog
 else a login is basic auth; else a password is ``Authorization: Bearer``. A host's ``user:pass@``
 is sent as basic auth by requests itself. A request may drop a session header by passing it as None.
 
+Connections: with ``shared=True`` (the metrics providers, built anew for every look) the session
+is the process's one for that base URL and those credentials (``shared_session``): its
+connections are kept open across looks and gates, at most ``POOL_SIZE`` per host, and a thread
+that finds them all busy waits for one rather than opening more. ``requests`` sessions are used
+from several threads here only for plain requests; nothing mounts or changes a shared session.
+
 The I/O seam is the session's transport: tests mount a ``requests`` adapter on ``client.session``
 (``tests/clients/fake_http.py``), so no server is needed.
 """
@@ -24,6 +30,7 @@ The I/O seam is the session's transport: tests mount a ``requests`` adapter on `
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -102,32 +109,58 @@ def asked_wait(headers) -> float | None:
     return asked
 
 
+POOL_SIZE = 32  # connections kept per host by a shared session; more threads than this wait for one
+_shared: dict[tuple, Any] = {}
+_shared_lock = threading.Lock()
+
+
+def _new_session(endpoint: Endpoint, api_key_headers: dict[str, str] | None, pool_size: int | None = None):
+    import requests
+
+    session = requests.Session()
+    if pool_size:
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, pool_block=True)
+        for prefix in ("http://", "https://"):
+            session.mount(prefix, adapter)
+    if api_key_headers:
+        session.headers.update(api_key_headers)
+    elif endpoint.login:
+        session.auth = (endpoint.login, endpoint.password or "")
+    elif endpoint.password:
+        session.headers["Authorization"] = f"Bearer {endpoint.password}"
+    return session
+
+
+def shared_session(endpoint: Endpoint, base: str, api_key_headers: dict[str, str] | None = None):
+    """The process's session for ``base`` with these credentials (kept in memory only, never shown)."""
+    key = (base, endpoint.login, endpoint.password, tuple(sorted((api_key_headers or {}).items())))
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = _new_session(endpoint, api_key_headers, POOL_SIZE)
+        return _shared[key]
+
+
 class HttpClient:
-    """One endpoint's API, its session kept (and its connections reused) for the client's life.
-    Calls are as idempotent as the requests made; only 429 (nothing was done) is retried."""
+    """One endpoint's API, its session kept (and its connections reused) for the client's life, or
+    for the process's with ``shared=True``. Calls are as idempotent as the requests made; only 429
+    (nothing was done) is retried."""
 
     def __init__(self, endpoint: Endpoint, *, name: str, timeout: float, api_key_headers: dict[str, str] | None = None,
                  rate_limit: RateLimit = RateLimit(), default_scheme: str = "http",
-                 sleep: Callable[[float], None] | None = None):
-        import requests
-
-        self.name, self.timeout, self.rate_limit, self.sleep = name, timeout, rate_limit, sleep
+                 sleep: Callable[[float], None] | None = None, shared: bool = False):
+        self.name, self.timeout, self.rate_limit, self.sleep, self.shared = name, timeout, rate_limit, sleep, shared
         self.base = endpoint.base_url(default_scheme)
         self._secrets = secrets_of(endpoint) | {v for v in (api_key_headers or {}).values() if v}
         self.where = scrub(self.base, self._secrets)  # a host may carry user:password@
-        self.session = requests.Session()
-        if api_key_headers:
-            self.session.headers.update(api_key_headers)
-        elif endpoint.login:
-            self.session.auth = (endpoint.login, endpoint.password or "")
-        elif endpoint.password:
-            self.session.headers["Authorization"] = f"Bearer {endpoint.password}"
+        self.session = (shared_session(endpoint, self.base, api_key_headers) if shared
+                        else _new_session(endpoint, api_key_headers))
 
     def __repr__(self) -> str:
         return f"HttpClient({self.name!r} at {self.where!r})"
 
     def close(self) -> None:
-        self.session.close()
+        if not self.shared:  # a shared session outlives its clients
+            self.session.close()
 
     def __enter__(self) -> "HttpClient":
         return self

@@ -29,6 +29,9 @@ what ``X-RateLimit-Reset`` says or an exponential backoff, each wait at most
 ``rate_limit_max_wait_seconds``), then ``BackendUnavailable``, like 5xx, 408 and connection errors;
 a rejected query (400, 422, an error in a 200 answer) and refused keys are ``MetricsError``.
 
+Queries go one after another (Datadog counts its rate limits per request, and a look that meets
+an error asks nothing more), on the process's shared connections (``HttpClient(shared=True)``).
+
 Connection: ``host`` is the API site (``https://api.datadoghq.com``, ``api.datadoghq.eu``; https
 unless the host names a scheme), ``password`` is the API key, ``extra.application_key`` the
 application key. Neither key is ever put into an exception or a log line.
@@ -185,7 +188,7 @@ class DatadogProvider(MetricsProvider):
             self._http = HttpClient(self.endpoint, name="datadog", timeout=s.timeout_seconds, default_scheme="https",
                                     api_key_headers={"DD-API-KEY": api, "DD-APPLICATION-KEY": app},
                                     rate_limit=RateLimit(attempts=s.rate_limit_attempts, max_wait=s.rate_limit_max_wait_seconds),
-                                    sleep=lambda seconds: (self.sleep or retry_helper.SLEEP)(seconds))
+                                    sleep=lambda seconds: (self.sleep or retry_helper.SLEEP)(seconds), shared=True)
         return self._http
 
     def _request(self, method: str, path: str, *, what: str, app_key: bool = True, **kwargs) -> dict:

@@ -13,6 +13,11 @@ period, so both arms get the same timestamps; at most ``_MAX_PERIODS`` periods, 
 widened for longer windows). Through ``clients.http``, HTTP 429 is retried (``Retry-After``
 honoured, capped) for up to ``rate_limit_budget_seconds``, then ``BackendUnavailable``.
 
+One measurement's queries (up to 8: both arms' counts, values, buckets and periods) go out at the
+same time (``metrics.base.fetch_all``) on the process's shared connections, and the answers are
+kept per provider instance (one look), so checks that share a query (the requests count) cost one
+call. Errors still surface in the order the queries were always read, so each maps as before.
+
 Arms are told apart by a version label (``version_label``, default ``version``), or, with
 ``arm_matchers``, by one fixed label matcher per arm (for routers whose metrics label the backend
 that served a request rather than its version). Label values from specs and conf are escaped
@@ -43,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from canary_operators.clients.http import HttpClient, HttpError, RateLimit, Refused, Unavailable
 from canary_operators.exceptions import BackendUnavailable, MetricsError
 from canary_operators.measurement import ArmSample, Measurement
-from canary_operators.metrics.base import MetricsProvider, Scope
+from canary_operators.metrics.base import MetricsProvider, Scope, fetch_all
 from canary_operators.spec import METRIC_NAME_PATTERN, BusinessCheck, ErrorRateCheck, LatencyCheck, ResourceCheck
 
 _LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
@@ -138,6 +143,11 @@ class PrometheusProvider(MetricsProvider):
     settings_model = PrometheusSettings
     _http: HttpClient | None = None
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._answers: dict[tuple, dict] = {}  # (path, params) → data, for this instance's life (a look)
+        self._failed: dict[tuple, Exception] = {}  # errors of the measurement under way
+
     # -- PromQL -----------------------------------------------------------------------------
 
     def selector(self, version: str, extra: str = "", arm: str | None = None) -> str:
@@ -207,10 +217,42 @@ class PrometheusProvider(MetricsProvider):
         if self._http is None:
             self._http = HttpClient(self.endpoint, name="prometheus", timeout=self.settings.timeout_seconds,
                                     rate_limit=RateLimit(attempts=None, deadline=self.settings.rate_limit_budget_seconds,
-                                                         max_wait=_RETRY_AFTER_CAP, first_wait=0.25))
+                                                         max_wait=_RETRY_AFTER_CAP, first_wait=0.25), shared=True)
         return self._http
 
+    @staticmethod
+    def _key(path: str, params: dict) -> tuple:
+        return path, tuple(sorted(params.items()))
+
+    @staticmethod
+    def _instant(promql: str, at: float) -> tuple[str, dict]:
+        return "/api/v1/query", {"query": promql, "time": f"{at:.3f}"}
+
+    @staticmethod
+    def _range(promql: str, grid: tuple[int, int, int]) -> tuple[str, dict]:
+        first, last, step = grid
+        return "/api/v1/query_range", {"query": promql, "start": first, "end": last, "step": step}
+
     def _get(self, path: str, params: dict) -> dict:
+        """One query's ``data``: fetched ahead by ``measure`` (its answer, or its error raised now), else asked now."""
+        key = self._key(path, params)
+        if key in self._answers:
+            return self._answers[key]
+        if key in self._failed:
+            raise self._failed[key]
+        return self._fetch(path, params)
+
+    def _prefetch(self, requests: list[tuple[str, dict]]) -> None:
+        """Ask every query not answered yet at the same time; keep answers and errors for ``_get``."""
+        todo = {self._key(path, params): (path, params) for path, params in requests}
+        todo = {key: call for key, call in todo.items() if key not in self._answers}
+        for key, outcome in fetch_all({key: (lambda c=call: self._fetch(*c)) for key, call in todo.items()}).items():
+            if isinstance(outcome, Exception):
+                self._failed[key] = outcome
+            else:
+                self._answers[key] = outcome
+
+    def _fetch(self, path: str, params: dict) -> dict:
         try:
             body = self.http.json("GET", path, params=params)
         except Unavailable as e:
@@ -226,7 +268,7 @@ class PrometheusProvider(MetricsProvider):
 
     def query_buckets(self, promql: str, at: float) -> tuple[tuple[float, float], ...] | None:
         """A ``sum by (le)`` bucket query → sorted ``((upper_bound, cumulative_count), …)``; None if empty."""
-        data = self._get("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})
+        data = self._get(*self._instant(promql, at))
         buckets = []
         for series in data.get("result") or []:
             le = series.get("metric", {}).get("le")
@@ -239,7 +281,7 @@ class PrometheusProvider(MetricsProvider):
 
     def query(self, promql: str, at: float) -> float | None:
         """One instant query → its single value; None when the result is empty or NaN."""
-        data = self._get("/api/v1/query", {"query": promql, "time": f"{at:.3f}"})
+        data = self._get(*self._instant(promql, at))
         result = data.get("result")
         if data.get("resultType") == "scalar":
             raw = result[1]
@@ -258,8 +300,8 @@ class PrometheusProvider(MetricsProvider):
         """A per-period query over ``grid`` → ``((period_start, value), …)``, oldest first; () if empty."""
         if grid is None:
             return ()
-        first, last, step = grid
-        data = self._get("/api/v1/query_range", {"query": promql, "start": first, "end": last, "step": step})
+        step = grid[2]
+        data = self._get(*self._range(promql, grid))
         result = data.get("result") or []
         if data.get("resultType") != "matrix":
             raise MetricsError(f"prometheus: {promql!r} returned a {data.get('resultType')}, expected a matrix")
@@ -277,10 +319,23 @@ class PrometheusProvider(MetricsProvider):
         window = f"{max(1, math.ceil(scope.window_seconds))}s"
         grid = self.period_grid(scope)
         period = f"{grid[2] if grid else self.settings.period_seconds}s"
+        plans = {arm: (self.queries(check, version, window, arm=arm), self.period_query(check, version, period, arm=arm))
+                 for arm, version in (("canary", scope.canary_version), ("baseline", scope.baseline_version))}
+        ahead = []  # every query read below, in its order
+        for q, period_query in plans.values():
+            if period_query is not None and grid is not None:
+                ahead.append(self._range(period_query, grid))
+            ahead += [self._instant(q[name], scope.end) for name in ("requests", "errors", "events", "buckets", "value")
+                      if name in q and not (name == "value" and ("errors" in q or "events" in q))]
+        self._prefetch(ahead)
+        try:
+            return self._measured(check, scope, grid, plans)
+        finally:
+            self._failed.clear()  # errors are not kept past this measurement; answers are
+
+    def _measured(self, check, scope: Scope, grid, plans) -> Measurement:
         arms = {}
-        for arm, version in (("canary", scope.canary_version), ("baseline", scope.baseline_version)):
-            q = self.queries(check, version, window, arm=arm)
-            period_query = self.period_query(check, version, period, arm=arm)
+        for arm, (q, period_query) in plans.items():
             periods = None if period_query is None else self.query_periods(period_query, grid)
             requests = self.query(q["requests"], scope.end)
             if "errors" in q or "events" in q:
