@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from canary_operators.report import mount as report
+
 
 class CanaryReleasesPlugin(AirflowPlugin):
     name = "canary_releases"
-    fastapi_apps: list = []
-    external_views: list = []
+    fastapi_apps: list = [report.FASTAPI_APP]
+    external_views: list = list(report.EXTERNAL_VIEWS)
     listeners: list = []
