@@ -2,9 +2,11 @@
 # Install the Debian packages the demo and tests need (haproxy, prometheus) when missing.
 # Uses apt-get as root, or through sudo; says clearly what to do when neither works.
 set -euo pipefail
+# An argument is a package whose binary has its name, or PACKAGE:BINARY (a name or a path).
 missing=()
-for pkg in "$@"; do
-  bin="$pkg"
+for arg in "$@"; do
+  pkg="${arg%%:*}"
+  bin="${arg#*:}"
   if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ] && [ ! -x "/usr/bin/$bin" ]; then
     missing+=("$pkg")
   fi
