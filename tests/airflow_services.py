@@ -146,11 +146,14 @@ def tail(path: Path, lines: int = 40) -> str:
 
 class AirflowServices:
     def __init__(self, home: Path, api_port: int, extra_env: dict[str, str] | None = None,
-                 components: tuple[str, ...] = tuple(COMPONENTS)):
+                 components: tuple[str, ...] = tuple(COMPONENTS), commands: dict[str, list[str]] | None = None):
         """``components``: which to start (the api-server always); e.g. only the api-server and
-        the dag-processor for a test of parsing alone."""
+        the dag-processor for a test of parsing alone. ``commands``: more components, as the
+        ``airflow`` arguments that start each (e.g. Celery workers); name them in ``components``
+        too. Only the four above report to the health endpoint, so only they are waited for."""
         self.home = Path(home)
         self.components = tuple(dict.fromkeys(("api-server", *components)))
+        self.commands = {**COMPONENTS, **(commands or {})}
         self.api_port = api_port
         self.url = f"http://127.0.0.1:{api_port}"
         self.logs = self.home / "logs-e2e"
@@ -198,7 +201,7 @@ class AirflowServices:
         one started leads it), so one signal stops them."""
         log = open(self.logs / f"{name}.log", "ab")
         group = 0 if self.pgid is None else self.pgid
-        proc = subprocess.Popen([self.airflow, *COMPONENTS[name]], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([self.airflow, *self.commands[name]], env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, cwd=self.home, process_group=group)
         log.close()
         self.procs[name] = proc
@@ -236,7 +239,7 @@ class AirflowServices:
             try:
                 health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=2).json()
                 last = json.dumps(health)
-                needed = ("metadatabase", *(n.replace("-", "_") for n in self.components if n != "api-server"))
+                needed = ("metadatabase", *(n.replace("-", "_") for n in self.components if n in COMPONENTS and n != "api-server"))
                 if all((health.get(k) or {}).get("status") == "healthy" for k in needed) and self.password_file.exists():
                     return
             except (requests.RequestException, ValueError) as e:
