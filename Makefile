@@ -13,7 +13,7 @@ $(VENV)/.installed: requirements.txt constraints.txt
 	@touch $@
 
 packages:
-	@bash include/scripts/install_packages.sh haproxy prometheus
+	@bash include/scripts/install_packages.sh haproxy prometheus chromium
 
 demo: install
 	$(PY) include/scripts/run_demo.py

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the Debian packages the demo and tests need (haproxy, prometheus) when missing.
+# Install the Debian packages the demo and tests need (haproxy, prometheus, chromium) when missing.
 # Uses apt-get as root, or through sudo; says clearly what to do when neither works.
 set -euo pipefail
 # An argument is a package whose binary has its name, or PACKAGE:BINARY (a name or a path).
