@@ -26,11 +26,15 @@ from canary_operators.actions import run_action
 from canary_operators.exceptions import RouterError
 from canary_operators.operators.common import build_provider, build_router, endpoint_for
 from canary_operators.spec import RunConf, load_spec
+from canary_operators.spec.targets import target_releases
 from tests.conftest import ROOT, free_port, point_aws_at_moto, serve_http, set_connection, wait_until
 from tests.k8s_api_server import FakeKubeApi, deployment, http_route, ingress, rollout, virtual_service
 from tests.metrics.datadog_stub import DatadogStub
 
 SPECS = sorted((ROOT / "include" / "releases").glob("*.yaml"))
+# A spec with targets is checked once per target, as the operators build it (spec.targets).
+TARGETS = [(p, t.name) for p in SPECS for t in load_spec(p).targets] + [(p, None) for p in SPECS if not load_spec(p).targets]
+AWS_REGIONS = {"aws_default": "eu-west-1", "aws_eu_west_1": "eu-west-1", "aws_us_east_1": "us-east-1"}
 ACTION_PHASES = ("deploy", "promote", "after_promote", "rollback")
 
 HAPROXY = """
@@ -48,13 +52,15 @@ frontend web
 """
 # backend: (stable server, canary server), as the shipped HAProxy specs name them
 HAPROXY_BACKENDS = {"app": ("stable", "canary"), "web": ("web-stable", "web-canary"),
-                    "checkout": ("checkout-stable", "checkout-canary")}
+                    "checkout": ("checkout-stable", "checkout-canary"),
+                    "shop-blue": ("stable", "canary"), "shop-green": ("stable", "canary")}
 
 
 def test_every_shipped_spec_is_covered():
     assert {p.name for p in SPECS} == {
         "api-lambda.yaml", "checkout-datadog.yaml", "demo.yaml", "web-alb.yaml", "web-k8s-argo-rollouts.yaml",
-        "web-k8s-gateway-api.yaml", "web-k8s-istio.yaml", "web-k8s-nginx-ingress.yaml", "web.yaml"}, \
+        "web-k8s-gateway-api.yaml", "web-k8s-istio.yaml", "web-k8s-nginx-ingress.yaml", "web.yaml",
+        "web-regions.yaml", "shop-lockstep.yaml"}, \
         "a new shipped spec needs its stand-ins here"
 
 
@@ -128,26 +134,32 @@ def aws_world(moto_server):
     lambdas.update_function_code(FunctionName="api", ZipFile=buf.getvalue())
     lambdas.publish_version(FunctionName="api")
     lambdas.create_alias(FunctionName="api", Name="live", FunctionVersion="1")
-    ecs = boto3.client("ecs", **kw)
-    ecs.create_cluster(clusterName="web")
-    td = ecs.register_task_definition(family="web", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256",
-                                      memory="512", containerDefinitions=[{"name": "web", "image": "registry.example/web:v1"}])
-    for service in ("web-canary", "web-stable"):
-        ecs.create_service(cluster="web", serviceName=service, taskDefinition=td["taskDefinition"]["taskDefinitionArn"], desiredCount=2)
-        ecs.update_service(cluster="web", service=service, desiredCount=2)  # moto: the tasks "start"
+    for region in sorted(set(AWS_REGIONS.values())):  # web-regions.yaml: the same cluster in each region
+        ecs = boto3.client("ecs", **{**kw, "region_name": region})
+        ecs.create_cluster(clusterName="web")
+        td = ecs.register_task_definition(family="web", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256",
+                                          memory="512", containerDefinitions=[{"name": "web", "image": "registry.example/web:v1"}])
+        for service in ("web-canary", "web-stable"):
+            ecs.create_service(cluster="web", serviceName=service, taskDefinition=td["taskDefinition"]["taskDefinitionArn"], desiredCount=2)
+            ecs.update_service(cluster="web", service=service, desiredCount=2)  # moto: the tasks "start"
     return moto_server
 
 
 @pytest.fixture
 def stand_ins(tmp_path, monkeypatch, http_stand_in, haproxy, datadog, aws_world):
     """Every connection the shipped specs name, pointed at its stand-in; a fake kubectl on PATH."""
-    for conn_id in ("haproxy_web", "haproxy_demo", "haproxy_checkout"):
+    for conn_id in ("haproxy_web", "haproxy_demo", "haproxy_checkout", "haproxy_shop"):
         set_connection(monkeypatch, conn_id, conn_type="generic", host="127.0.0.1", port=haproxy)
-    for conn_id in ("prometheus_default", "prometheus_demo", "demo_canary_admin", "demo_stable_admin"):
+    for conn_id in ("prometheus_default", "prometheus_demo", "demo_canary_admin", "demo_stable_admin",
+                    "shop_blue_canary_admin", "shop_blue_stable_admin", "shop_green_canary_admin", "shop_green_stable_admin"):
         set_connection(monkeypatch, conn_id, conn_type="http", host="127.0.0.1", port=http_stand_in, password="admin-token")
     set_connection(monkeypatch, "datadog_default", conn_type="http", host=f"http://127.0.0.1:{datadog.port}",
                    password="dd-api-key", extra={"application_key": "dd-app-key"})
     point_aws_at_moto(monkeypatch, aws_world, conn_id="aws_default")
+    for conn_id, region in AWS_REGIONS.items():
+        if conn_id != "aws_default":
+            set_connection(monkeypatch, conn_id, conn_type="aws", login="testing", password="testing",
+                           extra={"region_name": region, "endpoint_url": aws_world})
     import canary_operators.actions.ecs as ecs_actions
 
     monkeypatch.setattr(ecs_actions, "POLL_SECONDS", 0.05)
@@ -172,9 +184,11 @@ def _run_conf(spec) -> RunConf:
     return RunConf(release=spec.name, version="v2", stable_version="v1")
 
 
-@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
-def test_shipped_spec_builds_and_passes_preflight(path: Path, stand_ins):
+@pytest.mark.parametrize(("path", "target"), TARGETS, ids=[p.stem + (f"[{t}]" if t else "") for p, t in TARGETS])
+def test_shipped_spec_builds_and_passes_preflight(path: Path, target: str | None, stand_ins):
     spec = load_spec(path)
+    if target:
+        spec = target_releases(spec)[target]
     run = _run_conf(spec)
 
     router = build_router(spec, run)
@@ -206,7 +220,7 @@ def test_shipped_spec_builds_and_passes_preflight(path: Path, stand_ins):
     if spec.deploy is not None and spec.deploy.type == "ecs_deploy":  # what the actions did, read from moto
         import boto3
 
-        ecs = boto3.client("ecs", endpoint_url=stand_ins["moto"], region_name="eu-west-1",
+        ecs = boto3.client("ecs", endpoint_url=stand_ins["moto"], region_name=AWS_REGIONS[spec.deploy.conn_id],
                            aws_access_key_id="testing", aws_secret_access_key="testing")
         services = {s["serviceName"]: s for s in ecs.describe_services(cluster="web", services=["web-canary", "web-stable"])["services"]}
         stable_td = ecs.describe_task_definition(taskDefinition=services["web-stable"]["taskDefinition"])["taskDefinition"]

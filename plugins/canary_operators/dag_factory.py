@@ -23,7 +23,6 @@ The trigger form (the DAG's params) is built in ``dag_params``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -38,6 +37,7 @@ from canary_operators.operators import ApproveStep, CompleteRollout, DeployCanar
 from canary_operators.operators.common import PREFLIGHT_TASK
 from canary_operators.operators.rollback import ROLLBACK_POOL, ROLLBACK_PRIORITY
 from canary_operators.spec import ReleaseSpec, display_path, load_spec
+from canary_operators.spec.targets import release_names, router_claims
 
 log = logging.getLogger(__name__)
 RELEASES_DIR_ENV = "CANARY_RELEASES_DIR"
@@ -87,6 +87,10 @@ def invalid_dag_id(stem: str) -> str:
 
 def build_dag(spec: ReleaseSpec, source: str = "") -> DAG:
     """The canary DAG for one validated spec."""
+    if spec.targets:  # several regions or clusters: one task group per target
+        from canary_operators.targets.dag import build_targets_dag
+
+        return build_targets_dag(spec, source)
     doc = (
         f"Canary release of **{spec.name}** ({source}).\n\n{spec.description}\n\n"
         f"Steps: {' → '.join(f'{s}%' for s in spec.steps)}; bake {spec.bake_time:g}s, gate timeout {spec.gate_timeout:g}s; "
@@ -244,12 +248,13 @@ def build_dags(releases_dir: Path | str | None = None, only_dag_id: str | None =
             continue  # a task run needs only its own DAG
         try:
             spec = load_spec(path)
-            target = json.dumps([spec.router.type, spec.router.conn_id, spec.router.settings], sort_keys=True, default=str)
-            if target in targets:
-                raise SpecError(f"{display_path(path)}: router: the same traffic target as {targets[target]}; one release "
-                                "per target, since the safe start and canary_guard judge a target by its one status record")
-            targets[target] = path.name
-            guarded[spec.name] = path
+            claims = router_claims(spec)  # one per target when the spec has targets
+            for target in claims:
+                if target in targets:
+                    raise SpecError(f"{display_path(path)}: router: the same traffic target as {targets[target]}; one release "
+                                    "per target, since the safe start and canary_guard judge a target by its one status record")
+            targets.update(dict.fromkeys(claims, path.name))
+            guarded.update(dict.fromkeys(release_names(spec), path))
             if only_dag_id in (None, spec.dag_id):
                 dags[spec.dag_id] = build_dag(spec, source=path.name)
         except SpecError as e:

@@ -27,7 +27,7 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk.exceptions import AirflowFailException
 
 from canary_operators.judge import Outcome
-from canary_operators.operators.common import RecordsFailure, run_conf_of, run_id_of
+from canary_operators.operators.common import RecordsFailure, run_conf_of, run_id_of, sibling_task_id
 from canary_operators.operators.gate_evaluation import evaluate_gate, reset_to_stable
 from canary_operators.operators.metric_gate import EVIDENCE_KEY, FAST_ROLLBACK_KEY, GATE_TIMEOUT_MARGIN
 from canary_operators.spec import ReleaseSpec, RunConf
@@ -91,7 +91,7 @@ class ApproveStep(RecordsFailure, HITLOperator):
         weight = self.watched_weight(run)
         if weight is None or run.dry_run:
             return None
-        shifts = {w: context["ti"].xcom_pull(task_ids=f"shift_to_{w}") or {}
+        shifts = {w: context["ti"].xcom_pull(task_ids=sibling_task_id(context, f"shift_to_{w}")) or {}
                   for w in self.release.gate_steps if w <= weight and run.takes_step(w)}
         times = [s["shifted_at"] for s in shifts.values() if not s.get("skipped") and "shifted_at" in s]
         if "shifted_at" not in shifts[weight] or shifts[weight].get("skipped"):

@@ -40,6 +40,16 @@ def build_provider(release: ReleaseSpec, run: RunConf | None = None):
     return provider_class(spec.type)(spec.settings, endpoint_for(spec.conn_id), conn_id=spec.conn_id, run=run)
 
 
+def sibling_task_id(context, task_id: str) -> str:
+    """``task_id`` beside the running task: in a release with targets each target's tasks are in
+    its task group (``eu.gate_5`` → ``eu.preflight``); without targets, ``task_id`` itself."""
+    own = getattr(context["ti"], "task_id", None)
+    if not isinstance(own, str):
+        return task_id
+    group, dot, _ = own.rpartition(".")
+    return f"{group}{dot}{task_id}"
+
+
 def run_id_of(context) -> str:
     return context["dag_run"].run_id
 
@@ -65,7 +75,7 @@ def require_ownership(release: ReleaseSpec, context) -> None:
 
 def run_conf_of(context) -> RunConf:
     """The run's versions as preflight resolved them."""
-    resolved = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK)
+    resolved = context["ti"].xcom_pull(task_ids=sibling_task_id(context, PREFLIGHT_TASK))
     if not resolved:
         raise SpecError("preflight left no resolved conf; it must run first")
     return RunConf.model_validate(resolved)

@@ -18,6 +18,7 @@ from canary_operators.operators.common import (
     build_router,
     run_conf_of,
     run_id_of,
+    sibling_task_id,
 )
 from canary_operators.operators.metric_gate import EVIDENCE_KEY
 from canary_operators.status import read_status
@@ -35,13 +36,13 @@ class CompleteRollout(ReleaseOperator):
 
     def run_step(self, context) -> dict:
         ti = context["ti"]
-        nothing = ti.xcom_pull(task_ids=PREFLIGHT_TASK, key=NOTHING_TO_RELEASE_KEY)
+        nothing = ti.xcom_pull(task_ids=sibling_task_id(context, PREFLIGHT_TASK), key=NOTHING_TO_RELEASE_KEY)
         if nothing:
             self.log.info("nothing to release: %s", nothing)
             return {"release": self.release.name, "nothing_to_release": nothing}
         promoted = ti.xcom_pull(task_ids=self.promote_task_id)
         if not promoted:
-            rolled = ti.xcom_pull(task_ids="rollback") or {}
+            rolled = ti.xcom_pull(task_ids=sibling_task_id(context, "rollback")) or {}
             why = rolled.get("reason") or read_status(self.release.name).decision or "see the run's tasks"
             raise AirflowFailException(f"{self.release.name} was not promoted by this run: {why}")
         run = run_conf_of(context)

@@ -81,10 +81,16 @@ class GuardRelease(BaseOperator):
         return {"release": spec.name, "acted": True, "weight": weight, "reason": verdict.reason}
 
     def _spec(self) -> ReleaseSpec | None:
-        """The spec file's release; if the file is broken (edited mid-release), the spec its last
-        run recorded, so a canary that run left serving is still guarded."""
+        """The spec file's release (or the target's, ``<release>__<target>``); if the file is broken
+        (edited mid-release) or no longer has the target, the spec its last run recorded, so a
+        canary that run left serving is still guarded."""
         try:
-            return load_spec(Path(self.spec_path))
+            spec = load_spec(Path(self.spec_path))
+            if spec.targets:  # one sweep per target, each by its own spec and record
+                from canary_operators.spec.targets import target_releases
+
+                spec = next(r for r in target_releases(spec).values() if r.name == self.release_name)
+            return spec
         except Exception as e:  # noqa: BLE001 - any broken file: fall back to the recorded spec
             recorded = read_status(self.release_name).spec
             if not recorded:

@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from canary_operators.judge import Outcome
 from canary_operators.looks import LOOKS_KEY, GateLooks, looks_ref
-from canary_operators.operators.common import PREFLIGHT_TASK, RecordsFailure, run_conf_of, run_id_of
+from canary_operators.operators.common import PREFLIGHT_TASK, RecordsFailure, run_conf_of, run_id_of, sibling_task_id
 from canary_operators.operators.gate_evaluation import evaluate_gate, reset_to_stable
 from canary_operators.operators.preflight import PLAN_KEY
 from canary_operators.planner import planned_gate_timeout
@@ -69,7 +69,7 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
 
     def _rollout_started_at(self, context) -> float | None:
         """When this run first moved traffic: the earliest shift that was not skipped."""
-        ids = [f"shift_to_{w}" for w in self.release.gate_steps if w <= self.weight]
+        ids = [sibling_task_id(context, f"shift_to_{w}") for w in self.release.gate_steps if w <= self.weight]
         shifts = context["ti"].xcom_pull(task_ids=ids) or []
         times = [s["shifted_at"] for s in shifts if isinstance(s, dict) and not s.get("skipped") and "shifted_at" in s]
         return min(times) if times else None
@@ -79,7 +79,7 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
         if self._planned is None:
             timeout = None
             if self.release.plan == "adapt":
-                plan = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK, key=PLAN_KEY)
+                plan = context["ti"].xcom_pull(task_ids=sibling_task_id(context, PREFLIGHT_TASK), key=PLAN_KEY)
                 timeout = planned_gate_timeout(plan, self.weight)
                 if timeout and timeout != self.release.gate_timeout:
                     self.log.info("gate at %d%%: timeout %.0fs from the evidence plan (spec %.0fs)",

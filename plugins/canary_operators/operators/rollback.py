@@ -27,6 +27,7 @@ from canary_operators.operators.common import (
     endpoint_for,
     run_conf_from_status,
     run_id_of,
+    sibling_task_id,
 )
 from canary_operators.safety import TrafficNotRestored, report_unsafe, restore_stable
 from canary_operators.spec import RunConf
@@ -57,7 +58,7 @@ class Rollback(ReleaseOperator):
         self.watched_task_ids = watched_task_ids
 
     def failures(self, context) -> list[dict]:
-        ids = [PREFLIGHT_TASK, *self.watched_task_ids]
+        ids = [sibling_task_id(context, PREFLIGHT_TASK), *self.watched_task_ids]
         found = context["ti"].xcom_pull(task_ids=ids, key=FAILURE_KEY)
         return [f for f in (found or []) if f]
 
@@ -67,7 +68,7 @@ class Rollback(ReleaseOperator):
             "the run ended before promotion (marked failed or success by hand, or a task was stopped)")
         run_id = run_id_of(context)
         status = read_status(self.release.name)
-        resolved = context["ti"].xcom_pull(task_ids=PREFLIGHT_TASK)
+        resolved = context["ti"].xcom_pull(task_ids=sibling_task_id(context, PREFLIGHT_TASK))
         run = RunConf.model_validate(resolved) if resolved else None
         if run is not None and run.dry_run:
             self.log.warning("dry run: nothing was moved, nothing to undo. Why it ended: %s", reason)

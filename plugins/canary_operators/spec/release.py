@@ -34,6 +34,30 @@ class ApprovalSpec(_Strict):
 
 
 
+# A target's name: short, since it names the target's task group (``eu.shift_to_25``) and its
+# status record (``canary_status__<release>__<target>``).
+TARGET_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+
+
+class TargetSpec(_Strict):
+    """One place the release goes to (a region, a cluster, a load balancer): its own router and
+    metrics, and optional overrides of the spec's defaults. Unset fields inherit the spec's
+    (``spec.targets.target_releases``)."""
+
+    name: str = Field(pattern=TARGET_NAME_PATTERN)
+    router: BackendSpec | None = None
+    metrics: BackendSpec | None = None
+    stable_version: str | None = None
+    steps: list[int] | None = None  # waves only: a later wave may need fewer steps
+    bake_time: Duration | None = None
+    gate_timeout: Duration | None = None
+    checks: list[Check] | None = None
+    deploy: Hook | None = None
+    promote: Hook | None = None
+    after_promote: Hook | None = None
+    rollback: Hook | None = None
+
+
 class ReleaseSpec(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
@@ -44,8 +68,9 @@ class ReleaseSpec(_Strict):
     stable_version: str | None = None
     # Scheduled runs release the version in this Airflow Variable (else default_version).
     candidate_variable: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,250}$")
-    router: BackendSpec
-    metrics: BackendSpec
+    # Required unless every target has its own (spec_issues says so).
+    router: BackendSpec | None = None
+    metrics: BackendSpec | None = None
     steps: list[int] = Field(default_factory=lambda: list(DEFAULT_STEPS))
     bake_time: Duration = 300.0
     gate_timeout: Duration = 900.0
@@ -82,10 +107,19 @@ class ReleaseSpec(_Strict):
     # canary down. Rollback runs after traffic is back on stable, so it can scale down directly.
     after_promote: Hook | None = None
     rollback: Hook | None = None
+    # One release across several targets (spec/targets.py): lockstep moves them all to each step
+    # together; waves moves one wave after another. abort: all (lockstep's default) rolls back every
+    # target that moved, wave (waves' default) only the failing wave.
+    targets: list[TargetSpec] = Field(default_factory=list)
+    strategy: Literal["lockstep", "waves"] = "lockstep"
+    abort: Literal["all", "wave"] | None = None
+    waves: list[list[str]] | None = None  # target names per wave; default: one target per wave
+    # Set only on the spec derived for one target: the release (and DAG) it belongs to.
+    target_of: str | None = None
 
     @property
     def dag_id(self) -> str:
-        return f"canary_{self.name}"
+        return f"canary_{self.target_of or self.name}"
 
     @property
     def gate_steps(self) -> list[int]:

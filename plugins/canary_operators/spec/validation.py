@@ -124,7 +124,11 @@ def spec_issues(spec: ReleaseSpec) -> list[str]:
     if spec.schedule is not None:
         issues.extend(_schedule_issues(spec.schedule))
     for field, lookup in (("router", router_class), ("metrics", provider_class)):
-        backend: BackendSpec = getattr(spec, field)
+        backend: BackendSpec | None = getattr(spec, field)
+        if backend is None:
+            if not spec.targets:  # with targets, each target's own (or this default) is checked per target
+                issues.append(_issue(field, None, "Field required"))
+            continue
         try:
             cls = lookup(backend.type)
         except SpecError as e:
@@ -138,10 +142,14 @@ def spec_issues(spec: ReleaseSpec) -> list[str]:
             issues.extend(f"{field}.settings.{i}" for i in pydantic_issues(e))
         if cls.needs_connection and not backend.conn_id:
             issues.append(_issue(f"{field}.conn_id", None, f"required by {backend.type}"))
-        if field == "router" and spec.promote is None and not getattr(cls, "promotes_natively", False):
+        if field == "router" and spec.promote is None and not spec.targets and not getattr(cls, "promotes_natively", False):
             issues.append(_issue("promote", None, f"required: router {backend.type} cannot promote by itself, and "
                                  "without a promote action the new version would serve all traffic from the canary "
                                  "slot; give the action that puts the version into the stable slot"))
+    if spec.targets or spec.target_of or spec.waves is not None or spec.abort or spec.strategy != "lockstep":
+        from canary_operators.spec.targets import targets_issues
+
+        issues.extend(targets_issues(spec, issues))
     return issues
 
 
