@@ -38,3 +38,20 @@ def test_name_must_match_file_name(tmp_path):
     path.write_text(yaml.safe_dump(MINIMAL))
     with pytest.raises(SpecError, match=r"name=web: must match the file name \(other\)"):
         load_spec(path)
+
+
+def test_up_to_100_aliases_are_fine_and_101_are_refused(tmp_path):
+    path = tmp_path / "web.yaml"
+    many = "description: &d hello\ntags: [" + ", ".join(["*d"] * 100) + "]\n"
+    path.write_text(yaml.safe_dump(MINIMAL) + many)
+    assert load_spec(path).tags == ["hello"] * 100
+    path.write_text(yaml.safe_dump(MINIMAL) + many.replace("]\n", ", *d]\n"))
+    with pytest.raises(SpecError, match=r"web.yaml: line \d+: not valid YAML: more than 100 aliases"):
+        load_spec(path)
+
+
+def test_an_asterisk_in_a_value_is_not_an_alias(tmp_path):
+    path = tmp_path / "web.yaml"
+    path.write_text(yaml.safe_dump(spec_with(schedule="*/5 * * * *", description="the * of the show")))
+    spec = load_spec(path)
+    assert (spec.schedule, spec.description) == ("*/5 * * * *", "the * of the show")
