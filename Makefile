@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test install packages settings bench clean
+.PHONY: demo test install packages settings bench bench-parse clean
 
 install: $(VENV)/.installed packages
 
@@ -26,6 +26,15 @@ test: install
 # Load airflow_settings.yaml into the Airflow at $$AIRFLOW_HOME.
 settings: install
 	$(PY) include/scripts/load_airflow_settings.py airflow_settings.yaml
+
+# The parse benchmark, ours against dag-factory 1.1.0. dag-factory is for the bench only: installed
+# into .bench/parse, outside the venv, and never by install or test.
+bench-parse: $(VENV)/.installed .bench/parse/.installed
+	$(PY) bench/parse.py
+
+.bench/parse/.installed: bench/requirements-parse.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --upgrade --target .bench/parse -r bench/requirements-parse.txt
+	@touch $@
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache

@@ -9,8 +9,8 @@ and edges (EmptyOperator tasks; the same param names and defaults, as plain valu
 dag-factory's YAML has no JSON-schema form). Each parse runs in a fresh process, as the DAG
 processor forks one per file, and times what that process does: ``_parse_file`` (import the DAG
 file, build the DAGs, ``DagSerialization.to_dict`` each) and the encoding of the result it sends
-back. ``airflow.sdk`` is imported first, as the processor's manager pre-imports a file's airflow
-imports. The task-run parse is what the task runner does before a task starts: ``BundleDagBag`` of
+back. What the processor's manager has imported before it forks (the processor module, and the
+file's own ``airflow`` imports) is imported first. The task-run parse is what the task runner does before a task starts: ``BundleDagBag`` of
 the DAG file with ``get_parsing_context().dag_id`` set.
 
 CPU seconds are the figure judged ("on one core": the parse is single-threaded); wall seconds are
@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DAG_FILE = ROOT / "dags" / "canary_releases.py"
 DEPS = ROOT / ".bench" / "parse"  # where `make bench-parse` installs bench/requirements-parse.txt
-INSTALL = f"{sys.executable} -m pip install --no-deps --target .bench/parse -r bench/requirements-parse.txt"
+INSTALL = "pip install --no-deps --target .bench/parse -r bench/requirements-parse.txt"  # what make bench-parse runs
 
 TARGET_SERIALIZE_SECONDS = 25.0  # 1,000 specs, one core
 TARGET_RATIO = 3.0  # dag-factory's time / ours, 1,000 specs
@@ -117,8 +117,6 @@ def child(kind: str, dag_file: Path, dag_id: str | None) -> None:
     """Runs in the measured process: parse ``dag_file`` as the DAG processor (or a task run) does."""
     import structlog
 
-    import airflow.sdk  # noqa: F401 - the processor's manager pre-imports a file's airflow imports
-
     log = structlog.get_logger()
     bundle = dag_file.parent
     if kind == "task-run":
@@ -135,7 +133,7 @@ def child(kind: str, dag_file: Path, dag_id: str | None) -> None:
     from airflow.dag_processing.processor import DagFileParseRequest, _parse_file, _pre_import_airflow_modules
     from airflow.sdk.execution_time.comms import _RequestFrame
 
-    _pre_import_airflow_modules(str(dag_file), log)
+    _pre_import_airflow_modules(str(dag_file), log)  # the manager does this before it forks the file's process
     cpu, wall = time.process_time(), time.perf_counter()
     result = _parse_file(DagFileParseRequest(file=str(dag_file), bundle_path=bundle, bundle_name="dags-folder"), log)
     sent = _RequestFrame(id=0, body=result.model_dump()).as_bytes()  # what the child sends to the manager
