@@ -90,17 +90,46 @@ def format_seconds(value: float) -> str:
     return f"{value:.3g}s"
 
 
-def _extent(values: list[float]) -> tuple[float, float]:
+def nice_step(span: float, count: int = 4) -> float:
+    """A round step (1, 2, 2.5 or 5 times a power of ten) that cuts ``span`` into about ``count`` parts."""
+    raw = span / count
+    power = 10 ** math.floor(math.log10(raw))
+    return next((m * power for m in (1, 2, 2.5, 5) if m * power >= raw), 10 * power)
+
+
+def axis(values: list[float], count: int = 4) -> tuple[float, float, list[float]]:
+    """The axis' ends on round numbers around ``values``, and its ticks."""
     lo, hi = min(values), max(values)
     if hi == lo:
         pad = abs(lo) * 0.1 or 1.0
-        return lo - pad, hi + pad
-    pad = (hi - lo) * 0.06
-    return max(-CLAMP, lo - pad), min(CLAMP, hi + pad)
+        lo, hi = lo - pad, hi + pad
+    step = nice_step((hi - lo) / 2 if hi - lo > CLAMP else hi - lo, count)
+    lo, hi = max(-CLAMP, math.floor(lo / step) * step), min(CLAMP, math.ceil(hi / step) * step)
+    ticks = []
+    tick = lo
+    while tick <= hi + step / 1e9 and len(ticks) < 3 * count:
+        ticks.append(0.0 if abs(tick) < step / 1e9 else tick)  # no "-0%"
+        tick = lo + step * len(ticks)
+    return lo, hi, ticks
 
 
-def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    return [lo + (hi - lo) * i / (count - 1) for i in range(count)]
+def _legend(chart: Chart, width: int) -> tuple[list[str], int]:
+    """The legend above the plot, in as many rows as it needs; returns it and where the plot starts."""
+    parts, x, y = [], LEFT, 15
+    entries = [(s.name, s.color, s.dashed) for s in chart.series] + [(b.name, b.color, None) for b in chart.bands]
+    for name, color, dashed in entries:
+        label = name if len(name) <= 48 else name[:47] + "…"
+        size = 26 + int(5.6 * len(label))
+        if x > LEFT and x + size > width - RIGHT:
+            x, y = LEFT, y + 14
+        if dashed is None:
+            parts.append(f'<rect x="{x}" y="{y - 5}" width="14" height="9" fill="{escape(color)}" fill-opacity="0.25"/>')
+        else:
+            dash = ' stroke-dasharray="4,3"' if dashed else ""
+            parts.append(f'<line x1="{x}" x2="{x + 14}" y1="{y}" y2="{y}" stroke="{escape(color)}" stroke-width="2"{dash}/>')
+        parts.append(f'<text x="{x + 18}" y="{y + 4}" font-size="10" fill="#212529">{escape(label)}</text>')
+        x += size
+    return parts, y + TOP - 15
 
 
 def render(chart: Chart, width: int = WIDTH, height: int = HEIGHT) -> str:
@@ -130,25 +159,27 @@ def render(chart: Chart, width: int = WIDTH, height: int = HEIGHT) -> str:
     x_lo, x_hi = min(xs), max(xs)
     if x_hi == x_lo:
         x_lo, x_hi = x_lo - 1, x_hi + 1
-    y_lo, y_hi = _extent(ys)
-    plot_w, plot_h = width - LEFT - RIGHT, height - TOP - BOTTOM
+    x_ticks = [t for t in axis([x_lo, x_hi], 5)[2] if x_lo <= t <= x_hi] or [x_lo, x_hi]
+    y_lo, y_hi, y_ticks = axis(ys)
+    legend, top = _legend(chart, width)
+    plot_w, plot_h = width - LEFT - RIGHT, height - top - BOTTOM
 
     def px(x: float) -> float:
         return LEFT + (x - x_lo) / (x_hi - x_lo) * plot_w
 
     def py(y: float) -> float:
-        return TOP + plot_h - (y - y_lo) / (y_hi - y_lo) * plot_h
+        return top + plot_h - (y - y_lo) / (y_hi - y_lo) * plot_h
 
     parts = [head]
     # Axes and grid.
-    for t in _ticks(y_lo, y_hi):
+    for t in y_ticks:
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#e9ecef"/>'
                      f'<text x="{LEFT - 4}" y="{py(t) + 4:.1f}" text-anchor="end" font-size="10" fill="#495057">'
                      f'{escape(format_value(chart.unit, t))}</text>')
-    for t in _ticks(x_lo, x_hi):
+    for t in x_ticks:
         parts.append(f'<text x="{px(t):.1f}" y="{height - 10}" text-anchor="middle" font-size="10" fill="#495057">'
                      f'{escape(format_seconds(t))}</text>')
-    parts.append(f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#adb5bd"/>')
+    parts.append(f'<rect x="{LEFT}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#adb5bd"/>')
     # Bands under the lines.
     for b in chart.bands:
         pts = [(finite(x), finite(lo), finite(hi)) for x, lo, hi in b.points]
@@ -157,7 +188,7 @@ def render(chart: Chart, width: int = WIDTH, height: int = HEIGHT) -> str:
             continue
         if len(pts) == 1:  # one look: a short bar, so the range is still visible
             x, lo, hi = pts[0]
-            pts = [(x - (x_hi - x_lo) * 0.01, lo, hi), (x + (x_hi - x_lo) * 0.01, lo, hi)]
+            pts = [(x - (x_hi - x_lo) * 0.02, lo, hi), (x + (x_hi - x_lo) * 0.02, lo, hi)]
         upper = " ".join(f"{px(x):.1f},{py(hi):.1f}" for x, _, hi in pts)
         lower = " ".join(f"{px(x):.1f},{py(lo):.1f}" for x, lo, _ in reversed(pts))
         parts.append(f'<polygon class="band" points="{upper} {lower}" fill="{escape(b.color)}" fill-opacity="0.13" '
@@ -168,6 +199,9 @@ def render(chart: Chart, width: int = WIDTH, height: int = HEIGHT) -> str:
         pts = [(x, y) for x, y in pts if x is not None and y is not None]
         if not pts:
             continue
+        if len(pts) == 1 and not s.dots:  # a limit seen at one look only: a short stroke at it
+            x, y = pts[0]
+            pts = [(x - (x_hi - x_lo) * 0.03, y), (x + (x_hi - x_lo) * 0.03, y)]
         coords: list[str] = []
         for i, (x, y) in enumerate(pts):
             if s.step and i:
@@ -182,24 +216,15 @@ def render(chart: Chart, width: int = WIDTH, height: int = HEIGHT) -> str:
                              f'<title>{escape(s.name)} at {escape(format_seconds(x))}: '
                              f'{escape(format_value(chart.unit, y))}</title></circle>')
     # Marked moments.
-    for m in chart.markers:
+    for i, m in enumerate(chart.markers):
         x = finite(m.x)
         if x is None:
             continue
-        parts.append(f'<line class="marker" x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{TOP}" y2="{TOP + plot_h}" '
+        right = px(x) < LEFT + plot_w * 0.6  # the label goes where there is room for it
+        parts.append(f'<line class="marker" x1="{px(x):.1f}" x2="{px(x):.1f}" y1="{top}" y2="{top + plot_h}" '
                      f'stroke="{escape(m.color)}" stroke-width="1.5" stroke-dasharray="2,3"/>'
-                     f'<text x="{px(x) + 3:.1f}" y="{TOP + 11}" font-size="10" fill="{escape(m.color)}">'
-                     f'{escape(m.label)}</text>')
-    # Legend, above the plot.
-    x = LEFT
-    for name, color, dashed in [(s.name, s.color, s.dashed) for s in chart.series] + [(b.name, b.color, None) for b in chart.bands]:
-        if dashed is None:
-            parts.append(f'<rect x="{x}" y="10" width="14" height="9" fill="{escape(color)}" fill-opacity="0.25"/>')
-        else:
-            dash = ' stroke-dasharray="4,3"' if dashed else ""
-            parts.append(f'<line x1="{x}" x2="{x + 14}" y1="15" y2="15" stroke="{escape(color)}" stroke-width="2"{dash}/>')
-        label = name if len(name) <= 40 else name[:39] + "…"
-        parts.append(f'<text x="{x + 18}" y="19" font-size="10" fill="#212529">{escape(label)}</text>')
-        x += 26 + 6 * len(label)
+                     f'<text x="{px(x) + (3 if right else -3):.1f}" y="{top + 11 + 12 * (i % 2)}" font-size="10" '
+                     f'text-anchor="{"start" if right else "end"}" fill="{escape(m.color)}">{escape(m.label)}</text>')
+    parts += legend
     parts.append("</svg>")
     return "".join(parts)
