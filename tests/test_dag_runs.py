@@ -6,6 +6,8 @@ task states and the traffic split read from HAProxy itself.
 
 from __future__ import annotations
 
+import re
+
 import http.server
 import json
 import threading
@@ -160,6 +162,18 @@ def test_healthy_canary_is_promoted_step_by_step(stack):
     srm = next(c for c in gate["checks"] if c["check"] == "sample_ratio")
     assert 0.08 < srm["canary_value"] < 0.12  # HAProxy really sent ~10% to the canary
     assert xcom(dag_run, "complete_rollout")["version"] == "v2"
+    assert re.fullmatch(r"PROMOTED v2 in \d+ s|PROMOTED v2 in \dm\d\ds", note_of(dag_run)), note_of(dag_run)  # the listener's
+
+
+def note_of(dag_run) -> str | None:
+    """The run's note as the database holds it (set by the plugin's listener when the run ended)."""
+    from sqlalchemy import select
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.scalar(select(DagRun).where(DagRun.dag_id == dag_run.dag_id, DagRun.run_id == dag_run.run_id)).note
 
 
 def test_faulty_canary_is_rolled_back_at_the_first_gate(stack):
@@ -181,6 +195,8 @@ def test_faulty_canary_is_rolled_back_at_the_first_gate(stack):
     looks = xcom(dag_run, "gate_10", "looks")  # the per-look record, kept by the trigger across looks
     assert looks["gate"] == "gate_10" and looks["looks"][-1]["outcome"] == "rollback"
     assert looks["looks"][-1]["checks"][0]["observed"]["canary"]["events"] > 0 and "errors" in looks["queries"]
+    assert re.fullmatch(r"ROLLED BACK broken at 10% after \d+ s: errors \d+\.\d\d% vs \d\.\d\d% \(\+\d+\.\d\d pp > 5 pp\)",
+                        note_of(dag_run)), note_of(dag_run)
 
 
 def test_no_data_is_never_a_pass_the_gate_times_out_and_rolls_back(stack):

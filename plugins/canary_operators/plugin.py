@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from canary_operators import listeners
 from canary_operators.report import mount as report
 
 
@@ -16,4 +17,4 @@ class CanaryReleasesPlugin(AirflowPlugin):
     name = "canary_releases"
     fastapi_apps: list = [report.FASTAPI_APP]
     external_views: list = list(report.EXTERNAL_VIEWS)
-    listeners: list = []
+    listeners: list = [listeners]

@@ -21,6 +21,16 @@ UNSAFE_PREFIX = "TRAFFIC NOT RESTORED:"
 FAILURE_HOOKS: list[Callable[[str, str], None]] = []
 
 
+def _notify_targets(release: str, message: str) -> None:
+    """The spec's ``notify:`` targets that want ``traffic_not_restored`` (imported late: it needs Airflow)."""
+    from canary_operators.notify import notify_traffic_not_restored
+
+    notify_traffic_not_restored(release, message)
+
+
+FAILURE_HOOKS.append(_notify_targets)
+
+
 class TrafficNotRestored(RuntimeError):
     """The deadline passed and the router does not read back 0% for the canary."""
 

@@ -62,7 +62,10 @@ class ApproveStep(RecordsFailure, HITLOperator):
         self.go = "Promote" if weight == 100 else "Continue"
         from canary_operators.spec import ApprovalSpec
 
+        from canary_operators.notify import approval_notifiers
+
         approval = release.approval or ApprovalSpec()  # conf may add approval to a spec without one
+        kwargs.setdefault("notifiers", approval_notifiers(release))  # the spec's "approval_needed" event
         super().__init__(
             subject=f"{release.name}: approve the step to {weight}%?",
             options=[self.go, ROLL_BACK, HOLD],

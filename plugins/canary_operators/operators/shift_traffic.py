@@ -20,6 +20,9 @@ class ShiftTraffic(ReleaseOperator):
     ui_color = "#e6f4ea"
 
     def __init__(self, *, weight: int, **kwargs):
+        from canary_operators.notify import step_notifiers
+
+        kwargs.setdefault("on_success_callback", step_notifiers(kwargs["release"]) or None)  # the spec's "step" event
         super().__init__(**kwargs)
         self.weight = weight
 

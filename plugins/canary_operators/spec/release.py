@@ -9,6 +9,7 @@ from pydantic import Field
 from canary_operators.spec.checks import Check, SampleRatioSpec, default_checks
 from canary_operators.spec.fields import DEFAULT_STEPS, MAX_TAG_LENGTH, NAME_PATTERN, Duration, _Strict
 from canary_operators.spec.hooks import Hook
+from canary_operators.spec.notify import NotifyTarget
 
 
 class BackendSpec(_Strict):
@@ -31,7 +32,6 @@ class ApprovalSpec(_Strict):
     # Who may answer: user ids as the auth manager gives them (the username with the simple auth
     # manager). Empty: anyone who may edit the DAG's human-in-the-loop details.
     approvers: list[Annotated[str, Field(min_length=1, max_length=250)]] = Field(default_factory=list)
-
 
 
 # A target's name: short, since it names the target's task group (``eu.shift_to_25``) and its
@@ -107,6 +107,8 @@ class ReleaseSpec(_Strict):
     # canary down. Rollback runs after traffic is back on stable, so it can scale down directly.
     after_promote: Hook | None = None
     rollback: Hook | None = None
+    # Who hears about a release, and of which events (spec/notify.py).
+    notify: list[NotifyTarget] = Field(default_factory=list)
     # One release across several targets (spec/targets.py): lockstep moves them all to each step
     # together; waves moves one wave after another. abort: all (lockstep's default) rolls back every
     # target that moved, wave (waves' default) only the failing wave.
