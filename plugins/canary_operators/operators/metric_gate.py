@@ -149,7 +149,7 @@ class MetricGate(RecordsFailure, BaseSensorOperator):
                 self.log.error("%s rolled back at %d%% after %d looks: %s", self.task_id, self.weight, event["looks"],
                                event["reason"])
                 raise AirflowFailException(f"gate at {self.weight}% failed: {event['reason']}") from None
-            self.log.info("%s passed at %d%% after %d looks: %s", self.task_id, self.weight, event["looks"], event["reason"])
+            self.log.info("gate at %d%% passed after %d looks in the triggerer: %s", self.weight, event["looks"], event["reason"])
             return event["evidence"]
         except BaseException as e:
             self.record_failure(context, e)
