@@ -104,13 +104,31 @@ with create_session() as s:
         for row in s.query(XComModel).filter_by(dag_id=dr.dag_id, run_id=dr.run_id):
             xcoms.setdefault(row.task_id, {})[row.key] = XComModel.deserialize_value(row)
         states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances(session=s)}
-        out.append({"run_id": dr.run_id, "state": str(dr.state), "conf": dr.conf, "states": states, "xcoms": xcoms})
+        out.append({"run_id": dr.run_id, "state": str(dr.state), "conf": dr.conf, "states": states, "xcoms": xcoms,
+                    "note": dr.note})
 print(json.dumps(out, default=str))
 """
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         raise RuntimeError(f"could not read the runs from Airflow's DB:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def say_notification(run: dict) -> None:
+    """The run's one-line outcome (its note, set by the plugin's listener) and the notification a
+    spec's ``notify:`` target would get for it (the demo sends none: it has no Slack or SMTP)."""
+    sys.path.insert(0, str(ROOT / "plugins"))
+    from canary_operators.notify import Message, event_of_outcome, report_url
+
+    line = run.get("note") or "(no outcome note)"
+    say(f"  outcome line (the run's note): {line}")
+    event = event_of_outcome(line)
+    if event is None:
+        return
+    message = Message(event, "demo", line, DAG_ID, run["run_id"], report_url(DAG_ID, run["run_id"], "http://localhost:8080"))
+    say(f"  notification it would send ({event}): {message.title}")
+    for text in message.text().splitlines()[1:]:
+        say(f"      {text}")
 
 
 def summarise(run: dict) -> tuple[str, float | None]:
@@ -182,6 +200,7 @@ def main() -> int:
                               env, WORK / f"release-{number}.log")
             run = run_results(env)[-1]
             outcome, seconds = summarise(run)
+            say_notification(run)
             weight = canary_weight(stack)
             stable_version = requests.get(stack.stable_url + "/version", timeout=2).json()["version"]
             say(f"  outcome: {outcome.upper()} in {time.monotonic() - t0:.0f}s (airflow exit code {code}); "
