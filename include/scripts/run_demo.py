@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 import yaml
@@ -114,6 +115,25 @@ print(json.dumps(out, default=str))
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def write_report(env: dict, run_id: str, path: Path) -> str:
+    """The run's canary report (what the "Canary report" tab of the run shows in Airflow's UI),
+    rendered from the demo's Airflow DB into a file: the demo runs no API server to serve it."""
+    code = r"""
+import sys
+from airflow.utils.session import create_session
+from canary_operators.report import data, pages
+with create_session() as session:
+    report = data.load_run(session, sys.argv[1], sys.argv[2])
+html = pages.render_run(report, pages.Links(airflow="http://localhost:8080", app="http://localhost:8080/canary-releases"))
+open(sys.argv[3], "w").write(html)
+"""
+    done = subprocess.run([sys.executable, "-c", code, DAG_ID, run_id, str(path)], env=env, capture_output=True,
+                          text=True, cwd=ROOT / "plugins")
+    if done.returncode != 0:
+        raise RuntimeError(f"could not render the report of {run_id}:\n{done.stderr[-2000:]}")
+    return path.resolve().as_uri()
+
+
 def say_notification(run: dict) -> None:
     """The run's one-line outcome (its note, set by the plugin's listener) and the notification a
     spec's ``notify:`` target would get for it (the demo sends none: it has no Slack or SMTP)."""
@@ -201,6 +221,10 @@ def main() -> int:
             run = run_results(env)[-1]
             outcome, seconds = summarise(run)
             say_notification(run)
+            report = write_report(env, run["run_id"], WORK / f"report-{number}.html")
+            say(f"  report: {report}")
+            say(f"          (in Airflow's UI: the run's \"Canary report\" tab, "
+                f"/canary-releases/runs/{DAG_ID}/{quote(run['run_id'], safe='')})")
             weight = canary_weight(stack)
             stable_version = requests.get(stack.stable_url + "/version", timeout=2).json()["version"]
             say(f"  outcome: {outcome.upper()} in {time.monotonic() - t0:.0f}s (airflow exit code {code}); "

@@ -113,15 +113,27 @@ def gate_plots(record: dict) -> list[CheckPlot]:
     return [check_plot(record, name) for name in check_names(record)]
 
 
+TARGET_COLORS = (("#868e96", "#2b8a3e"), ("#adb5bd", "#1864ab"), ("#ced4da", "#862e9c"), ("#dee2e6", "#e67700"))
+
+
 def weight_chart(points: list[dict], start: float) -> Chart:
-    """The canary's weight over the run: ``points`` are ``{"at": epoch, "set": %, "read": %, "label": ...}``
-    (either may be None), drawn as steps over the seconds since ``start``."""
+    """The canary's weight over the run: ``points`` are ``{"at": epoch, "set": %, "read": %, "label": ...,
+    "target": ...}`` (set or read may be None), drawn as steps over the seconds since ``start``; one
+    pair of lines per target of a release across several targets."""
     ordered = sorted((p for p in points if finite(p.get("at")) is not None), key=lambda p: p["at"])
-    set_points = tuple((p["at"] - start, p["set"]) for p in ordered if finite(p.get("set")) is not None)
-    read_points = tuple((p["at"] - start, p["read"]) for p in ordered if finite(p.get("read")) is not None)
-    markers = tuple(Marker(p["at"] - start, str(p["label"]), COLORS["fail"] if "roll" in str(p["label"]) else COLORS["marker"])
+    targets = list(dict.fromkeys(str(p.get("target") or "") for p in ordered if p.get("target")))
+    series = []
+    for i, target in enumerate(targets or [""]):
+        mine = [p for p in ordered if str(p.get("target") or "") in (target, "")]
+        suffix = f" ({target})" if target else ""
+        set_color, read_color = TARGET_COLORS[i % len(TARGET_COLORS)]
+        series += [Series("set" + suffix, tuple((p["at"] - start, p["set"]) for p in mine if finite(p.get("set")) is not None),
+                          set_color, dashed=True, step=True),
+                   Series("read back from the router" + suffix,
+                          tuple((p["at"] - start, p["read"]) for p in mine if finite(p.get("read")) is not None),
+                          read_color, step=True)]
+    markers = tuple(Marker(p["at"] - start, str(p["label"]) + (f" {p['target']}" if p.get("target") else ""),
+                           COLORS["fail"] if "roll" in str(p["label"]) else COLORS["marker"])
                     for p in ordered if p.get("label"))
-    return Chart(title="canary weight over time", unit="weight", css_class="chart weight-chart",
-                 series=(Series("set", set_points, COLORS["set"], dashed=True, step=True),
-                         Series("read back from the router", read_points, COLORS["read"], step=True)),
+    return Chart(title="canary weight over time", unit="weight", css_class="chart weight-chart", series=tuple(series),
                  markers=markers, x_label="seconds since the run started")

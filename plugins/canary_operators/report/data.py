@@ -109,6 +109,8 @@ def _runs(session: Session, dag_id: str) -> tuple[RunRow, ...]:
 
 def read_router(spec, status: dict | None) -> tuple[bool, str]:
     """The router's live weights, built as the operators build it; (False, why) when it cannot be read in time."""
+    if spec.router is None:
+        return False, "no router in the spec"
     future = _router_pool.submit(_router_weights, spec, status)
     try:
         return True, str(future.result(timeout=ROUTER_TIMEOUT))
@@ -144,6 +146,7 @@ def load_index(session: Session, may_read) -> tuple[list[ReleaseRow], int]:
 
     from canary_operators.dag_factory import RELEASES_DIR_ENV, default_releases_dir, invalid_dag_id, spec_files
     from canary_operators.spec.loading import load_spec
+    from canary_operators.spec.targets import target_releases
 
     releases_dir = Path(os.environ.get(RELEASES_DIR_ENV) or default_releases_dir())
     rows: list[ReleaseRow] = []
@@ -168,11 +171,13 @@ def load_index(session: Session, may_read) -> tuple[list[ReleaseRow], int]:
         if not may_read(spec.dag_id):
             hidden += 1
             continue
-        status = read_status(session, spec.name) or {}
-        ok, router = read_router(spec, status)
-        rows.append(ReleaseRow(release=spec.name, dag_id=spec.dag_id, phase=str(status.get("phase") or "idle"),
-                               status_weight=status.get("weight"), status_run=status.get("run_id"),
-                               decision=str(status.get("decision") or ""), router=router, router_ok=ok,
-                               runs=_runs(session, spec.dag_id)))
+        runs = _runs(session, spec.dag_id)
+        # A release across several targets keeps a status record and a router per target: a row each.
+        for release in (target_releases(spec).values() if spec.targets else [spec]):
+            status = read_status(session, release.name) or {}
+            ok, router = read_router(release, status)
+            rows.append(ReleaseRow(release=release.name, dag_id=spec.dag_id, phase=str(status.get("phase") or "idle"),
+                                   status_weight=status.get("weight"), status_run=status.get("run_id"),
+                                   decision=str(status.get("decision") or ""), router=router, router_ok=ok, runs=runs))
     rows.sort(key=lambda r: r.release)
     return rows, hidden

@@ -111,34 +111,41 @@ class RunReport:
         return None
 
     def weight_points(self) -> list[dict]:
-        """The canary's weight over the run: each shift as set and as read back, then the undo or promotion."""
-        points = [{"at": self.start, "set": 0, "read": None, "label": ""}] if self.start is not None else []
+        """The canary's weight over the run: each shift as set and as read back, then the undo or
+        promotion. ``target`` is the task group of a release across several targets ('' for one)."""
+        points = [{"at": self.start, "set": 0, "read": None, "label": "", "target": ""}] if self.start is not None else []
+        by_task = {t.task_id: t for t in self.tasks}
         for t in self.tasks:
-            if not t.task_id.startswith("shift_to_"):
+            target, _, name = t.task_id.rpartition(".")
+            if not name.startswith("shift_to_"):
                 continue
             result = self.xcom(t.task_id) or {}
             if result.get("skipped") or result.get("dry_run"):
                 continue
             try:
-                set_to = int(t.task_id.removeprefix("shift_to_"))
+                set_to = int(name.removeprefix("shift_to_"))
             except ValueError:
                 continue
             at = result.get("shifted_at") or t.end
             if at is not None:
-                points.append({"at": at, "set": set_to, "read": result.get("weight"), "label": ""})
+                points.append({"at": at, "set": set_to, "read": result.get("weight"), "label": "", "target": target})
         for g in self.gates:
-            fast = self.xcom(str(g.get("gate", "")), "fast_rollback")
+            gate = str(g.get("gate", ""))
+            fast = self.xcom(gate, "fast_rollback")
             look = decision_look(g) or {}
             if isinstance(fast, dict) and look.get("at"):
                 at = look["at"] + float(fast.get("seconds_to_stable") or 0)
-                points.append({"at": at, "set": 0, "read": fast.get("weight_after"), "label": f"rollback ({g.get('gate')})"})
-        rollback, undo = self.xcom("rollback") or {}, self.task("rollback")
-        if rollback.get("traffic_changed") and undo is not None and undo.end is not None:
-            points.append({"at": undo.end, "set": 0, "read": rollback.get("canary_weight"),
-                           "label": "" if any(p["label"] for p in points) else "rollback"})
-        promote = self.task("promote")
-        if self.outcome() == "PROMOTED" and promote is not None and promote.end is not None:
-            points.append({"at": promote.end, "set": 0, "read": 0, "label": "promoted"})
+                points.append({"at": at, "set": 0, "read": fast.get("weight_after"), "label": f"rollback ({gate})",
+                               "target": gate.rpartition(".")[0]})
+        for task_id, t in by_task.items():
+            target, _, name = task_id.rpartition(".")
+            result = self.xcom(task_id) or {}
+            if name == "rollback" and result.get("traffic_changed") and t.end is not None:
+                labelled = any(p["label"] and p["target"] == target for p in points)
+                points.append({"at": t.end, "set": 0, "read": result.get("canary_weight"),
+                               "label": "" if labelled else "rollback", "target": target})
+            if name == "promote" and t.state == "success" and t.end is not None and not result.get("dry_run"):
+                points.append({"at": t.end, "set": 0, "read": 0, "label": "promoted", "target": target})
         return points
 
 

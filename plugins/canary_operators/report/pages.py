@@ -1,5 +1,6 @@
 """The report's pages as HTML (pure). Every value from a run, a spec or a user is escaped here;
-the SVG charts escape their own text. No script and no external file: one self-contained page."""
+the SVG charts escape their own text. One self-contained page: no external file, and one small
+script of our own (``TOP_LINKS``), no value in it."""
 
 from __future__ import annotations
 
@@ -28,6 +29,25 @@ th,td{border:1px solid #dee2e6;padding:4px 6px;text-align:left;vertical-align:to
 .o-rollback{color:#c92a2a;font-weight:700} .o-advance{color:#2b8a3e;font-weight:600} .o-hold{color:#495057}
 .s-success{color:#2b8a3e} .s-failed,.s-upstream_failed{color:#c92a2a} .s-running,.s-deferred,.s-queued{color:#1864ab}
 .warn{color:#c92a2a;font-weight:600} ul.runs{margin:0;padding-left:16px}
+"""
+
+
+# Links to Airflow's pages open in the whole window, not inside the report's frame. The UI shows
+# the report in an iframe sandboxed without allow-top-navigation, where target=_top is blocked; the
+# frame is same-origin, so a link placed in the top document (and clicked there) navigates it.
+TOP_LINKS = """
+document.addEventListener("click", function (event) {
+  var link = event.target.closest("a[target=_top]");
+  if (!link || window.top === window) return;
+  try {
+    var proxy = window.top.document.createElement("a");
+    proxy.href = link.href;
+    window.top.document.body.appendChild(proxy);
+    proxy.click();
+    proxy.remove();
+    event.preventDefault();
+  } catch (error) {}  // not same-origin: the browser's own rules apply
+});
 """
 
 
@@ -81,7 +101,7 @@ def latency_text(seconds: float | None) -> str:
 def page(title: str, body: str) -> str:
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
-            f"<body>{body}</body></html>")
+            f"<body>{body}<script>{TOP_LINKS}</script></body></html>")
 
 
 def a(href: str, text, target_top: bool = False) -> str:
