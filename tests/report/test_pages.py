@@ -68,6 +68,10 @@ def test_rolled_back_run_has_header_plots_and_decision_table():
     assert decided.startswith("gate_5 at 5%, 35s after the shift: errors: error rate 3.23% vs baseline 0.24%"), decided
     assert "12 ms" in text  # the gate's own reset to stable, not the undo's 200 ms
     assert "60 s" in text  # duration
+    assert not page.all("span", id="status")  # the status record belongs to another run
+    owned = pages.render_run(rolled_back(status={"run_id": "ci__v3__abc", "phase": "rolled_back", "weight": 0,
+                                                 "decision": "rollback: <gate_5>"}), LINKS)
+    assert '<span id="status">rolled_back, canary 0%: rollback: &lt;gate_5&gt;</span>' in owned
     # One plot per check, and the weight over time.
     figures = page.all("figure", **{"class": "check-plot"})
     assert [f["data-check"] for f in figures] == ["errors", "p99_latency"]

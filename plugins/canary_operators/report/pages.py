@@ -124,6 +124,9 @@ def render_run(report: RunReport, links: Links) -> str:
         ("duration", f"{duration_text(report.duration)} (started {e(when(report.start))})"),
         ("rollback latency", f'<span id="rollback-latency">{e(latency_text(report.rollback_latency()))}</span>'
                              '<span class="muted"> from the failing verdict to the canary read back at 0%</span>'),
+        *([("status record", f'<span id="status">{e(report.status.get("phase"))}, canary '
+                             f'{e(report.status.get("weight"))}%: {e(report.status.get("decision"))}</span>')]
+          if report.status else []),
         ("run", f"{a(links.run(report.dag_id, report.run_id), report.run_id, True)} "
                 f'<span class="muted">({e(report.run_type)}{", by " + e(report.triggered_by) if report.triggered_by else ""})</span>'),
     ]
