@@ -170,3 +170,45 @@ def test_waves_abort_all_also_undoes_the_promoted_first_wave(stack):
     assert variable("canary_stable_version__tg_waves_all__eu") == "v1"
     for t in TARGETS:
         assert stack.version(t, "stable") == "v1" and stack.canary_weight(t) == 0
+
+
+# -- the guard: a two-target release left half-way ------------------------------------------------
+
+GONE_RUN = "ci__v2__gone"
+
+
+@pytest.mark.parametrize("eu_phase, eu_weight", [("promoted", 0), ("gating", 20)], ids=["eu-promoted", "eu-mid-way"])
+def test_the_guard_reconciles_a_two_target_release_left_half_way(stack, in_task, eu_phase, eu_weight):
+    """The run that owned both targets is gone (deleted) with us at 20%, and eu either promoted or
+    also at 20%: canary_guard's sweep, one task per target, puts every canary still above 0% back
+    on stable and records it per target, and leaves a promoted target alone."""
+    from canary_operators.dag_factory import GUARD_DAG_ID, build_dags
+    from canary_operators.operators.guard_release import GuardRelease
+    from canary_operators.status import ReleaseStatus, read_status, write_status
+    from tests.fakes import FakeTI, fake_context
+
+    spec = spec_for("tg_guard")
+    (stack.releases_dir / "tg_guard.yaml").write_text(yaml.safe_dump(spec))
+    for t, phase, weight in (("eu", eu_phase, eu_weight), ("us", "gating", 20)):
+        stack.haproxy(f"set server {t}/stable weight {100 - weight}")
+        stack.haproxy(f"set server {t}/canary weight {weight}")
+        write_status(ReleaseStatus(release=f"tg_guard__{t}", phase=phase, run_id=GONE_RUN, dag_id="canary_tg_guard",
+                                   version="v2", stable_version="v1", weight=weight, decision=f"{t}: as the run left it"))
+
+    sweeps = [kw for kw in build_dags(stack.releases_dir, only_dag_id=GUARD_DAG_ID)[GUARD_DAG_ID]
+              .get_task("reconcile").expand_input.value if kw["release_name"].startswith("tg_guard")]
+    assert [kw["release_name"] for kw in sweeps] == ["tg_guard__eu", "tg_guard__us"]  # one sweep per target
+    results = {kw["release_name"]: GuardRelease(task_id="reconcile", **kw).execute(fake_context("scheduled__guard", FakeTI(runs={})))
+               for kw in sweeps}
+
+    assert results["tg_guard__us"]["acted"] is True and stack.canary_weight("us") == 0
+    us = read_status("tg_guard__us")
+    assert us.phase == "rolled_back" and us.weight == 0 and us.decision.startswith("guard: canary at 20%")
+    assert stack.canary_weight("eu") == 0
+    if eu_phase == "promoted":
+        assert results["tg_guard__eu"]["acted"] is False and read_status("tg_guard__eu").phase == "promoted"
+    else:
+        assert results["tg_guard__eu"]["acted"] is True and read_status("tg_guard__eu").phase == "rolled_back"
+    # safe to sweep twice
+    again = [GuardRelease(task_id="reconcile", **kw).execute(fake_context("scheduled__guard", FakeTI(runs={}))) for kw in sweeps]
+    assert not any(r["acted"] for r in again)
