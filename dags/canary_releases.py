@@ -1,7 +1,9 @@
-"""One canary-release DAG per spec in include/releases/*.yaml (see plugins/canary_operators)."""
+"""Airflow DAGs: one canary release per spec in include/releases/*.yaml, and canary_guard.
 
-from airflow.sdk import get_parsing_context
+``CANARY_RELEASES_DIR`` points it at another folder. An installed package's DAG file is the same
+line with the folder: ``release_dags("/opt/airflow/releases")`` (see plugins/canary_operators).
+"""
 
-from canary_operators.dag_factory import build_dags
+from canary_operators import release_dags
 
-globals().update(build_dags(only_dag_id=get_parsing_context().dag_id))
+globals().update(release_dags())
