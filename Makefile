@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test install packages settings bench bench-parse clean
+.PHONY: demo test test-production install packages settings bench bench-parse clean
 
 install: $(VENV)/.installed packages
 
@@ -21,7 +21,14 @@ demo: install
 # Three workers on two cores: most tests wait on Airflow, HAProxy, moto or a CloudWatch minute,
 # not on the CPU. One file per worker (loadfile) keeps each module's services shared.
 test: install
-	$(PY) -m pytest -q -n 3 --dist loadfile tests
+	$(PY) -m pytest -q -n 3 --dist loadfile tests --ignore=tests/test_production_stack.py
+
+# The production stack: PostgreSQL, the CeleryExecutor with two workers on Redis, a triggerer and a
+# dag-processor, running the same releases. Its own target, as it would take `make test` past 10
+# minutes on 2 cores; .ci/run calls both.
+test-production: install
+	@bash include/scripts/install_packages.sh postgresql-15:/usr/lib/postgresql/15/bin/postgres redis-server
+	$(PY) -m pytest -q tests/test_production_stack.py
 
 # Load airflow_settings.yaml into the Airflow at $$AIRFLOW_HOME.
 settings: install
