@@ -4,9 +4,12 @@
 cores), shared with every other trigger in the triggerer. Hundreds of gates then queue behind one
 another there and each look comes late. This pool is ours alone, sized for a triggerer's load:
 ``[canary_operators] trigger_threads`` (``AIRFLOW__CANARY_OPERATORS__TRIGGER_THREADS``), default
-``DEFAULT_THREADS``. A look holds a thread for its wall time, mostly waiting on the metrics
-backend, so the threads needed are about looks per second × seconds per look (500 gates at a 30 s
-``poke_interval`` and 0.5 s looks: 8); the default leaves room for a slow backend.
+``DEFAULT_THREADS``. A look, and the status write after it, hold a thread for their wall time,
+mostly waiting (on the metrics backend, and on the triggerer's supervisor for every Variable and
+connection), so the threads needed are about looks per second × seconds a look and its write take:
+500 gates at a 30 s ``poke_interval`` need 6 threads at 0.35 s, but 33 on a loaded machine where
+each took 2 s (``bench/gates.py``); the default leaves room for that. Idle threads are not made:
+the pool starts them only as work queues up.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
-DEFAULT_THREADS = 32
+DEFAULT_THREADS = 64
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 
