@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import http.server
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 
 import pytest
@@ -12,6 +15,7 @@ import requests
 from canary_operators.clients.http import HttpClient, HttpError, RateLimit, Refused, Rejected, Unavailable, retry_after
 from canary_operators.endpoint import Endpoint
 from tests.clients.fake_http import FakeTransport, answer
+from tests.conftest import serve_http
 
 TOKEN, PASSWORD, API_KEY, APP_KEY = "tok-3f9a1c", "pw-77c2e8", "api-51d0aa", "app-9be4f1"
 OK = answer(200, {"ok": True})
@@ -77,6 +81,97 @@ def test_one_session_for_the_clients_life():
     assert http.session is session and len(fake.sent) == 2
     with http:
         pass  # closing is safe, and closes the session's adapters
+
+
+# -- one session per (connection, process) ----------------------------------------------------------
+
+class _CountingServer(http.server.BaseHTTPRequestHandler):
+    """Keep-alive HTTP/1.1; counts the TCP connections it accepts (one handler per connection)
+    and the requests in flight at once."""
+
+    protocol_version = "HTTP/1.1"
+    connections = in_flight = peak = 0
+    delay = 0.0
+    auth: list = []
+    lock = threading.Lock()
+
+    def setup(self):
+        super().setup()
+        with self.lock:
+            type(self).connections += 1
+
+    def do_GET(self):
+        cls = type(self)
+        with cls.lock:
+            cls.in_flight += 1
+            cls.peak = max(cls.peak, cls.in_flight)
+            cls.auth.append(self.headers.get("Authorization"))
+        time.sleep(cls.delay)
+        with cls.lock:
+            cls.in_flight -= 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "11")
+        self.end_headers()
+        self.wfile.write(b'{"ok":true}')
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def counting_server():
+    handler = type("Counting", (_CountingServer,), {"connections": 0, "in_flight": 0, "peak": 0, "auth": [],
+                                                    "lock": threading.Lock()})
+    with serve_http(handler) as port:
+        yield handler, port
+
+
+def look(endpoint, shared=True, **kwargs) -> HttpClient:
+    """A provider's client, as one look builds it."""
+    return HttpClient(endpoint, name="prometheus", timeout=5.0, shared=shared, **kwargs)
+
+
+def test_shared_clients_reuse_the_processes_connections_across_looks(counting_server):
+    handler, port = counting_server
+    endpoint = Endpoint(host="127.0.0.1", port=port, password=TOKEN)
+    for _ in range(5):  # five looks, each with its own client, three queries each
+        http = look(endpoint)
+        for _ in range(3):
+            assert http.json("GET", "/api/v1/query") == {"ok": True}
+        http.close()  # a shared session outlives its client
+    assert handler.connections == 1
+    assert handler.auth == [f"Bearer {TOKEN}"] * 15
+
+
+def test_unshared_clients_open_their_own_connections(counting_server):
+    handler, port = counting_server
+    for _ in range(3):
+        with look(Endpoint(host="127.0.0.1", port=port), shared=False) as http:
+            http.request("GET", "/")
+    assert handler.connections == 3
+
+
+def test_other_credentials_get_another_session(counting_server):
+    handler, port = counting_server
+    a, b = look(Endpoint(host="127.0.0.1", port=port, password="a")), look(Endpoint(host="127.0.0.1", port=port, login="u", password="b"))
+    assert a.session is not b.session and a.session is look(Endpoint(host="127.0.0.1", port=port, password="a")).session
+    a.request("GET", "/")
+    b.request("GET", "/")
+    assert handler.auth == ["Bearer a", "Basic " + base64.b64encode(b"u:b").decode()]
+
+
+def test_a_shared_session_keeps_at_most_its_pool_of_connections(counting_server, monkeypatch):
+    """Threads beyond the pool wait for a connection instead of opening more."""
+    import canary_operators.clients.http as http_module
+
+    handler, port = counting_server
+    handler.delay = 0.05
+    monkeypatch.setattr(http_module, "POOL_SIZE", 3)
+    http = look(Endpoint(host="127.0.0.1", port=port, schema="http", login="pool-test"))
+    with ThreadPoolExecutor(max_workers=12) as threads:
+        assert list(threads.map(lambda _: http.json("GET", "/"), range(36))) == [{"ok": True}] * 36
+    assert handler.peak == 3 and handler.connections == 3
 
 
 # -- the status mapping ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import math
 import subprocess
 import threading
 import time
@@ -322,3 +323,124 @@ def test_http_429_past_the_budget_is_unavailable():
         provider(Endpoint(host="127.0.0.1", port=port), rate_limit_budget_seconds=0.5).check_online()
     assert time.monotonic() - started < 2  # Retry-After: 60 is capped, and the budget holds
     assert handler.calls == 1  # the capped wait (2 s) would overrun the budget: no second try
+
+
+# -- one measurement's queries at once ---------------------------------------------------------------
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    """Prometheus-shaped answers after a random delay, so answers come back out of order: each arm's
+    requests, errors, bucket and latency values differ (by its version label). ``fail`` maps a
+    query fragment to the answer (status, body) every query containing it gets instead."""
+
+    protocol_version = "HTTP/1.1"
+    fail: dict[str, tuple[int, str]] = {}
+    queries: list[str] = []
+    in_flight = peak = 0
+    lock = threading.Lock()
+
+    def do_GET(self):
+        import json
+        import random
+        from urllib.parse import parse_qs, urlparse
+
+        cls = type(self)
+        query = parse_qs(urlparse(self.path).query)["query"][0]
+        with cls.lock:
+            cls.queries.append(query)
+            cls.in_flight += 1
+            cls.peak = max(cls.peak, cls.in_flight)
+        time.sleep(random.uniform(0.01, 0.06))
+        with cls.lock:
+            cls.in_flight -= 1
+        status, body = next(((s, b) for fragment, (s, b) in cls.fail.items() if fragment in query), (200, None))
+        if body is None:
+            arm = 1 if 'version="v2"' in query else 2  # canary v2, baseline v1
+            if query.startswith("sum by (le)"):
+                result = [{"metric": {"le": le}, "value": [0, str(n * arm)]} for le, n in (("0.1", 50), ("+Inf", 100))]
+            else:
+                value = 0.1 * arm if query.startswith("histogram_quantile") else 10 * arm if "5.." in query else 1000 * arm
+                result = [{"metric": {}, "value": [0, str(value)]}]
+            body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}})
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def slow_prometheus(fail=None):
+    handler = type("Handler", (_Slow,), {"fail": fail or {}, "queries": [], "in_flight": 0, "peak": 0,
+                                         "lock": threading.Lock()})
+    return handler, serve_http(handler)
+
+
+LATENCY = LatencyCheck(name="p99", kind="latency", quantile=0.99, max_ratio=1.2)
+
+
+def test_concurrent_queries_are_attributed_to_their_arm_and_check():
+    handler, server = slow_prometheus()
+    with server as port:
+        p = provider(Endpoint(host="127.0.0.1", port=port))
+        errors, latency = p.measure(ERRORS, SCOPE_GOOD), p.measure(LATENCY, SCOPE_GOOD)
+    assert handler.peak > 1  # the queries of one measurement were in flight together
+    assert (errors.canary.requests, errors.canary.events, errors.baseline.requests, errors.baseline.events) == (1000, 10, 2000, 20)
+    assert errors.check == "errors" and latency.check == "p99"
+    assert (latency.canary.value, latency.baseline.value) == (0.1, 0.2)
+    assert latency.canary.buckets == ((0.1, 50.0), (math.inf, 100.0))
+    assert latency.baseline.buckets == ((0.1, 100.0), (math.inf, 200.0))
+    assert (latency.canary.requests, latency.baseline.requests) == (1000, 2000)
+    # The requests counts the two checks share were asked once: 4 + 4 queries, not 4 + 6.
+    assert len(handler.queries) == 8 and len(set(handler.queries)) == 8
+
+
+def _sequential(calls):
+    return {key: _outcome(call) for key, call in calls.items()}
+
+
+def _outcome(call):
+    try:
+        return call()
+    except Exception as e:  # noqa: BLE001
+        return e
+
+
+REJECTED = (400, '{"status":"error","errorType":"bad_data","error":"parse error"}')
+
+
+@pytest.mark.parametrize("fail, error", [
+    ({'code=~"5.."}': (503, "overloaded")}, BackendUnavailable),  # both arms' errors queries
+    ({'version="v1"': (503, "")}, BackendUnavailable),  # the baseline arm only
+    ({'version="v1",job="demo",code=~"5.."': REJECTED}, MetricsError),  # the baseline's errors query
+    ({'version="v1"': (401, "")}, MetricsError),  # refused
+    ({'version="v1"': (429, "")}, BackendUnavailable),  # rate limited past the budget
+    ({'version="v2",job="demo",code=~"5.."': (503, ""), 'version="v1",job="demo"}': REJECTED}, BackendUnavailable),
+])
+def test_an_error_in_one_concurrent_query_maps_as_it_did_one_query_at_a_time(monkeypatch, fail, error):
+    """The same error (kind and message) as when the queries went one after another, even when
+    several fail differently: the first in the order they are read wins."""
+    import canary_operators.metrics.prometheus as prometheus
+
+    handler, server = slow_prometheus(fail)
+    with server as port:
+        endpoint = Endpoint(host="127.0.0.1", port=port)
+        with pytest.raises(error) as concurrent:
+            provider(endpoint, rate_limit_budget_seconds=0).measure(ERRORS, SCOPE_GOOD)
+        monkeypatch.setattr(prometheus, "fetch_all", _sequential)
+        with pytest.raises(Exception) as one_by_one:
+            provider(endpoint, rate_limit_budget_seconds=0).measure(ERRORS, SCOPE_GOOD)
+    assert type(concurrent.value) is type(one_by_one.value) is error
+    assert str(concurrent.value) == str(one_by_one.value)
+
+
+def test_an_error_is_not_kept_for_the_next_measurement():
+    handler, server = slow_prometheus({'version="v1"': (503, "")})
+    with server as port:
+        p = provider(Endpoint(host="127.0.0.1", port=port))
+        with pytest.raises(BackendUnavailable):
+            p.measure(ERRORS, SCOPE_GOOD)
+        handler.fail = {}
+        assert p.measure(ERRORS, SCOPE_GOOD).baseline.requests == 2000
