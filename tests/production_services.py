@@ -260,6 +260,9 @@ def production_settings(postgres: PostgresServer, redis_server: RedisServer) -> 
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
         # Room for the five releases at once: each runs one task at a time, gates wait deferred.
         "AIRFLOW__CORE__PARALLELISM": str(2 * WORKER_CONCURRENCY),
+        # A task's first call to the API server must not time out while the machine is busy (5 s
+        # by default): the worker then reports the task failed before it ran.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
     }
 
 
@@ -286,11 +289,11 @@ def wait_for_workers(services: AirflowServices, timeout: float = 120) -> None:
             time.sleep(0.5)
 
 
-def tasks_received(services: AirflowServices, name: str) -> int:
-    """How many task workloads a Celery worker received, from its log."""
+def tasks_executed(services: AirflowServices, name: str, dag_id_prefix: str) -> int:
+    """How many tasks of DAGs whose id starts with ``dag_id_prefix`` a Celery worker ran, from its log."""
     log = services.logs / f"{name}.log"
     text = log.read_text(errors="replace") if log.exists() else ""
-    return sum(1 for line in text.splitlines() if "Task execute_workload[" in line and "received" in line)
+    return sum(1 for line in text.splitlines() if "Executing workload in Celery" in line and f"dag_id={dag_id_prefix}" in line)
 
 
 # ---------------------------------------------------------------------------------------------
