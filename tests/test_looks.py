@@ -55,6 +55,19 @@ def test_thinning_respects_the_byte_cap():
     assert len(json.dumps(looks.looks)) <= 5_000 and looks.dropped > 0
 
 
+def test_the_record_is_strict_json_and_a_histograms_inf_bound_comes_back():
+    m = Measurement("lat", ArmSample(0.3, 100.0, "q1", buckets=((0.1, 10.0), (float("inf"), 100.0))),
+                    ArmSample(0.2, 900.0, "q2", buckets=((0.1, 50.0), (float("inf"), 900.0))), 60.0)
+    looks = GateLooks(gate="g", weight=5, shifted_at=0.0)
+    evidence = _evidence("hold", "inconclusive", 1.0)
+    evidence["checks"][0]["bounds"] = {"canary_quantile": [0.25, float("inf")]}
+    looks.add(evidence, {"errors": observed_to_dict(m)}, {}, 1.0)
+    text = json.dumps(looks.to_dict(), allow_nan=False)  # raises on Infinity or NaN
+    observed = json.loads(text)["looks"][0]["checks"][0]["observed"]
+    assert observed["canary"]["buckets"][-1] == ["+Inf", 100.0]
+    assert observed_from_dict("lat", observed, {"canary": "q1", "baseline": "q2"}) == m
+
+
 def test_observed_round_trips_for_the_judge():
     m = Measurement("lat", ArmSample(0.3, 100.0, "q1", buckets=((0.1, 10.0), (float("inf"), 100.0))),
                     ArmSample(0.2, 900.0, "q2", periods=((0.0, 0.2), (60.0, 0.25))), 60.0)

@@ -21,6 +21,7 @@ what went.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 from canary_operators.judge import Gate, Observed, ProviderFailure
@@ -115,7 +116,7 @@ class GateLooks:
         for check, q in queries_of(evidence).items():
             self.queries.setdefault(check, q)
         self._count += 1
-        record = {"n": self._count, **look_record(evidence, observed, gate, at)}
+        record = json_safe({"n": self._count, **look_record(evidence, observed, gate, at)})
         self.looks.append(record)
         self._thin()
         return record
@@ -163,6 +164,18 @@ class GateLooks:
 
 def _pairs(values) -> list | None:
     return None if values is None else [list(v) for v in values]
+
+
+def json_safe(value):
+    """Strict JSON (PostgreSQL's json type refuses ``Infinity``): a histogram's last bound
+    ``inf`` becomes ``"+Inf"`` (as Prometheus writes it; ``float()`` reads it back), NaN null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _tuples(values) -> tuple | None:
