@@ -255,6 +255,15 @@ def test_browser_shows_a_promoted_run_in_its_tab(browser, airflow, runs, screens
     # The report as a page of its own.
     page.goto(airflow.url + report_path(runs["promoted"]), wait_until="load")
     page.screenshot(path=str(screenshots / "promoted_report.png"), full_page=True)
+    # The nav's "Canary releases" entry: the index inside the UI, each run linking to its report.
+    page.goto(airflow.url + "/plugin/canary-releases", wait_until="networkidle")
+    index = page.frame_locator("iframe[title='Canary releases']")
+    row = index.locator(f"tr.release[data-release={RELEASE}]")
+    row.wait_for(timeout=30_000)
+    assert "stable 100%, canary 0%" in row.inner_text()
+    row.locator("a", has_text=runs["rolled_back"]).click()
+    assert index.locator("#outcome").inner_text(timeout=30_000) == "ROLLED BACK"
+    page.screenshot(path=str(screenshots / "index_nav.png"), full_page=True)
     page.context.close()
 
 

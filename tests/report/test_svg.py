@@ -84,3 +84,14 @@ def test_axes_end_on_round_numbers():
     assert axis([5, 5])[:2] == (4.5, 5.5)  # a flat line still gets a scale
     lo, hi, ticks = axis([-1e300, 1e300])
     assert all(abs(t) <= 1e300 for t in ticks) and len(ticks) <= 12
+
+
+def test_tick_labels_never_read_alike():
+    from canary_operators.report.svg import format_tick
+
+    lo, hi, ticks = axis([0.0999, 0.1001])  # a share that barely moves
+    labels = [format_tick("percent", t, ticks[1] - ticks[0]) for t in ticks]
+    assert len(set(labels)) == len(labels), labels
+    assert [format_tick("percent", t, 0.025) for t in (0.0, 0.025, 0.05)] == ["0.0%", "2.5%", "5.0%"]
+    assert [format_tick("weight", t, 25) for t in (0, 25, 50)] == ["0%", "25%", "50%"]
+    assert format_tick("ms", 0.25, 0.05) == "250 ms"

@@ -84,6 +84,19 @@ def format_value(unit: str, value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def format_tick(unit: str, value: float, step: float) -> str:
+    """An axis label with as many decimals as the ticks' step needs, so that no two read alike."""
+    scale = {"percent": 100.0, "ms": 1000.0}.get(unit, 1.0)
+    shown, shown_step = value * scale, step * scale
+    if not (math.isfinite(shown) and shown_step > 0) or abs(shown) >= 1e6:
+        return format_value(unit, value)
+    decimals = 0  # the fewest that show the step exactly (2.5 needs one, 0.05 two)
+    while decimals < 6 and abs(round(shown_step, decimals) - shown_step) > shown_step * 1e-6:
+        decimals += 1
+    text = f"{shown:.{decimals}f}"
+    return text + {"percent": "%", "ms": " ms", "weight": "%"}.get(unit, "")
+
+
 def format_seconds(value: float) -> str:
     if abs(value) >= 120:
         return f"{value / 60:.3g}m"
@@ -161,6 +174,7 @@ def render(chart: Chart, width: int = WIDTH, height: int = HEIGHT) -> str:
         x_lo, x_hi = x_lo - 1, x_hi + 1
     x_ticks = [t for t in axis([x_lo, x_hi], 5)[2] if x_lo <= t <= x_hi] or [x_lo, x_hi]
     y_lo, y_hi, y_ticks = axis(ys)
+    y_step = (y_ticks[1] - y_ticks[0]) if len(y_ticks) > 1 else 1.0
     legend, top = _legend(chart, width)
     plot_w, plot_h = width - LEFT - RIGHT, height - top - BOTTOM
 
@@ -175,7 +189,7 @@ def render(chart: Chart, width: int = WIDTH, height: int = HEIGHT) -> str:
     for t in y_ticks:
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#e9ecef"/>'
                      f'<text x="{LEFT - 4}" y="{py(t) + 4:.1f}" text-anchor="end" font-size="10" fill="#495057">'
-                     f'{escape(format_value(chart.unit, t))}</text>')
+                     f'{escape(format_tick(chart.unit, t, y_step))}</text>')
     for t in x_ticks:
         parts.append(f'<text x="{px(t):.1f}" y="{height - 10}" text-anchor="middle" font-size="10" fill="#495057">'
                      f'{escape(format_seconds(t))}</text>')
