@@ -150,8 +150,32 @@ def send_run_started(dag_id: str, run_id: str, line: str, spec=None, in_backgrou
     _dispatch(lambda: _send_for_dag("started", dag_id, run_id, line, spec), in_background)
 
 
+def _spec_from_status(dag_id: str):
+    """The spec the release's last run released with, from its status record, read from Airflow's
+    database (the scheduler has it; a DAG file may name a releases folder this process cannot know)."""
+    import json
+
+    from sqlalchemy import select
+
+    from airflow.models.variable import Variable as VariableRow
+    from airflow.utils.session import create_session
+
+    from canary_operators.spec import ReleaseSpec
+    from canary_operators.status import status_variable
+
+    with create_session() as session:
+        row = session.scalar(select(VariableRow).where(VariableRow.key == status_variable(dag_id.removeprefix("canary_"))))
+        raw = json.loads(row.val) if row is not None and row.val else {}
+    return ReleaseSpec.model_validate(raw["spec"]) if raw.get("spec") else None
+
+
 def _send_for_dag(event: str, dag_id: str, run_id: str, line: str, spec=None) -> list[dict]:
-    spec = spec or _spec_of_run(dag_id)
+    if spec is None:
+        try:
+            spec = _spec_from_status(dag_id) or _spec_of_run(dag_id)
+        except Exception as e:  # noqa: BLE001 - no notification then, and say why
+            log.warning("could not find the release spec of %s for its %s notification: %s", dag_id, event, e)
+            return []
     if spec is None or not spec.notify:
         return []
     return send(spec.notify, Message(event, spec.name, line, dag_id, run_id, report_url(dag_id, run_id)))
