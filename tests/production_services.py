@@ -149,8 +149,7 @@ class PostgresServer:
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.dir,
                                          start_new_session=True, **run_as)
         try:
-            _wait(f"PostgreSQL on 127.0.0.1:{self.port}", lambda: self._connect("postgres").close() or True,
-                  self.proc, self.log, timeout)
+            _wait(f"PostgreSQL on 127.0.0.1:{self.port}", self._serves_our_cluster, self.proc, self.log, timeout)
             conn = self._connect("postgres")
             conn.autocommit = True
             conn.cursor().execute(f"CREATE DATABASE {DB_NAME}")
@@ -159,6 +158,16 @@ class PostgresServer:
             self.stop()
             raise
         return self
+
+    def _serves_our_cluster(self) -> bool:
+        """Whoever answers on the port is this cluster, not another server that holds the port."""
+        conn = self._connect("postgres")
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SHOW data_directory")
+                return os.path.realpath(cursor.fetchone()[0]) == os.path.realpath(self.dir / "data")
+        finally:
+            conn.close()
 
     def _connect(self, dbname: str):
         import psycopg2

@@ -22,8 +22,8 @@ import yaml
 from tests import test_airflow_services as local_run
 from tests.airflow_services import ReleaseApi
 from tests.conftest import ADMIN_TOKEN
-from tests.production_services import (WORKERS, PostgresServer, RedisServer, ServiceFleet, production_airflow,
-                                       tasks_executed, wait_for_workers)
+from tests.production_services import (WORKERS, PostgresServer, ProductionStackError, RedisServer, ServiceFleet,
+                                       production_airflow, tasks_executed, wait_for_workers)
 # The LocalExecutor module's fixtures, used here against this module's ``airflow``.
 from tests.test_airflow_services import api, client, promoted_by_ci, stack  # noqa: F401
 
@@ -93,6 +93,14 @@ def airflow(demo_stack, fleet, postgres, redis_server, tmp_path_factory):
         yield services
     finally:
         services.stop()
+
+
+def test_a_postgres_that_cannot_start_fails_with_the_reason(postgres):
+    """No silent skip: a server that cannot start raises with its own words (here: the port is taken)."""
+    with pytest.raises(ProductionStackError) as failed:
+        PostgresServer(port=postgres.port).start(timeout=60)
+    assert f"PostgreSQL on 127.0.0.1:{postgres.port} exited" in str(failed.value), failed.value
+    assert "could not bind" in str(failed.value) or "in use" in str(failed.value), failed.value
 
 
 def test_airflow_runs_on_postgres_and_celery(airflow, postgres):
