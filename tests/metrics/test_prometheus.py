@@ -329,8 +329,10 @@ def test_http_429_past_the_budget_is_unavailable():
 
 class _Slow(http.server.BaseHTTPRequestHandler):
     """Prometheus-shaped answers after a random delay, so answers come back out of order: each arm's
-    requests, errors, bucket and latency values differ (by its version label). ``fail`` maps a
-    query fragment to the answer (status, body) every query containing it gets instead."""
+    requests, errors, bucket, latency and cpu values differ (by its version label). A batch
+    (``label_replace(q, "canary_operators_query", "i", "", "") or …``) is answered query by query,
+    each series labelled with its index. ``fail`` maps a query fragment to the answer (status,
+    body) every request containing it gets instead, as Prometheus fails a whole request."""
 
     protocol_version = "HTTP/1.1"
     fail: dict[str, tuple[int, str]] = {}
@@ -338,13 +340,25 @@ class _Slow(http.server.BaseHTTPRequestHandler):
     in_flight = peak = 0
     lock = threading.Lock()
 
+    @staticmethod
+    def one(query: str, ranged: bool) -> list[dict]:
+        arm = 1 if 'version="v2"' in query else 2  # canary v2, baseline v1
+        if query.startswith("sum by (le)"):
+            return [{"metric": {"le": le}, "value": [0, str(n * arm)]} for le, n in (("0.1", 50), ("+Inf", 100))]
+        if ranged:
+            return [{"metric": {}, "values": [[60 * i, str(0.1 * arm)] for i in range(1, 4)]}]
+        value = 0.1 * arm if query.startswith(("histogram_quantile", "avg(rate")) else 10 * arm if "5.." in query else 1000 * arm
+        return [{"metric": {}, "value": [0, str(value)]}]
+
     def do_GET(self):
         import json
         import random
+        import re
         from urllib.parse import parse_qs, urlparse
 
         cls = type(self)
-        query = parse_qs(urlparse(self.path).query)["query"][0]
+        url = urlparse(self.path)
+        query, ranged = parse_qs(url.query)["query"][0], url.path.endswith("query_range")
         with cls.lock:
             cls.queries.append(query)
             cls.in_flight += 1
@@ -354,13 +368,10 @@ class _Slow(http.server.BaseHTTPRequestHandler):
             cls.in_flight -= 1
         status, body = next(((s, b) for fragment, (s, b) in cls.fail.items() if fragment in query), (200, None))
         if body is None:
-            arm = 1 if 'version="v2"' in query else 2  # canary v2, baseline v1
-            if query.startswith("sum by (le)"):
-                result = [{"metric": {"le": le}, "value": [0, str(n * arm)]} for le, n in (("0.1", 50), ("+Inf", 100))]
-            else:
-                value = 0.1 * arm if query.startswith("histogram_quantile") else 10 * arm if "5.." in query else 1000 * arm
-                result = [{"metric": {}, "value": [0, str(value)]}]
-            body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}})
+            batch = re.findall(r'label_replace\((.*?), "canary_operators_query", "(\d+)", "", ""\)(?: or |$)', query)
+            result = [{**series, "metric": {**series["metric"], "canary_operators_query": i}}
+                      for sub, i in batch for series in cls.one(sub, ranged)] if batch else cls.one(query, ranged)
+            body = json.dumps({"status": "success", "data": {"resultType": "matrix" if ranged else "vector", "result": result}})
         data = body.encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -381,20 +392,42 @@ def slow_prometheus(fail=None):
 LATENCY = LatencyCheck(name="p99", kind="latency", quantile=0.99, max_ratio=1.2)
 
 
-def test_concurrent_queries_are_attributed_to_their_arm_and_check():
+CPU = ResourceCheck(name="cpu", kind="resource", resource="cpu", max_ratio=1.3)
+
+
+def test_batched_concurrent_queries_are_attributed_to_their_arm_and_check():
     handler, server = slow_prometheus()
     with server as port:
-        p = provider(Endpoint(host="127.0.0.1", port=port))
-        errors, latency = p.measure(ERRORS, SCOPE_GOOD), p.measure(LATENCY, SCOPE_GOOD)
-    assert handler.peak > 1  # the queries of one measurement were in flight together
+        p = provider(Endpoint(host="127.0.0.1", port=port), period_seconds=60)
+        errors, latency, cpu = p.measure(ERRORS, SCOPE_GOOD), p.measure(LATENCY, SCOPE_GOOD), p.measure(CPU, SCOPE_GOOD)
     assert (errors.canary.requests, errors.canary.events, errors.baseline.requests, errors.baseline.events) == (1000, 10, 2000, 20)
-    assert errors.check == "errors" and latency.check == "p99"
+    assert errors.check == "errors" and latency.check == "p99" and cpu.check == "cpu"
     assert (latency.canary.value, latency.baseline.value) == (0.1, 0.2)
     assert latency.canary.buckets == ((0.1, 50.0), (math.inf, 100.0))
     assert latency.baseline.buckets == ((0.1, 100.0), (math.inf, 200.0))
     assert (latency.canary.requests, latency.baseline.requests) == (1000, 2000)
-    # The requests counts the two checks share were asked once: 4 + 4 queries, not 4 + 6.
-    assert len(handler.queries) == 8 and len(set(handler.queries)) == 8
+    assert (cpu.canary.value, cpu.baseline.value) == (0.1, 0.2)
+    assert cpu.canary.periods == ((0.0, 0.1), (60.0, 0.1), (120.0, 0.1))
+    assert {v for _, v in cpu.baseline.periods} == {0.2}
+    # One request per kind and time: errors 1 (4 queries), latency 1 (the requests counts were
+    # asked already), cpu 2 (instant and range) at the same time.
+    assert len(handler.queries) == 4 and handler.peak == 2
+    assert handler.queries[0].count("label_replace(") == 4 and handler.queries[1].count("label_replace(") == 4
+
+
+def test_batches_answer_as_the_queries_one_by_one_on_a_real_prometheus(prometheus, monkeypatch):
+    import canary_operators.metrics.prometheus as module
+
+    checks = [ERRORS, LATENCY, CPU, BusinessCheck(name="revenue", kind="business", metric="revenue_total", unit="amount", min_ratio=0.9)]
+    batched_provider = provider(prometheus)
+    batched = [batched_provider.measure(check, SCOPE_BAD) for check in checks]
+    fetched = []
+    fetch = PrometheusProvider._fetch
+    monkeypatch.setattr(PrometheusProvider, "_fetch", lambda self, path, params: fetched.append(params["query"]) or fetch(self, path, params))
+    again = [provider(prometheus).measure(check, SCOPE_BAD) for check in checks]
+    assert again == batched and len(fetched) == 6 and all(" or label_replace(" in q for q in fetched)
+    monkeypatch.setattr(PrometheusProvider, "_fetch_batch", lambda self, calls: [module._outcome(fetch, self, *c) for c in calls])
+    assert [provider(prometheus).measure(check, SCOPE_BAD) for check in checks] == batched
 
 
 def _sequential(calls):

@@ -13,10 +13,13 @@ period, so both arms get the same timestamps; at most ``_MAX_PERIODS`` periods, 
 widened for longer windows). Through ``clients.http``, HTTP 429 is retried (``Retry-After``
 honoured, capped) for up to ``rate_limit_budget_seconds``, then ``BackendUnavailable``.
 
-One measurement's queries (up to 8: both arms' counts, values, buckets and periods) go out at the
-same time (``metrics.base.fetch_all``) on the process's shared connections, and the answers are
-kept per provider instance (one look), so checks that share a query (the requests count) cost one
-call. Errors still surface in the order the queries were always read, so each maps as before.
+One measurement's queries (up to 8: both arms' counts, values, buckets and periods) go out as at
+most two requests (its instant queries in one, its range queries in another: each query labelled
+with its index by ``label_replace`` and joined with ``or``), at the same time
+(``metrics.base.fetch_all``), on the process's shared connections. A batch Prometheus rejects is
+asked query by query. Answers are kept per provider instance (one look), so checks that share a
+query (the requests count) ask it once. Errors surface in the order the queries were always
+read, so each maps as before.
 
 Arms are told apart by a version label (``version_label``, default ``version``), or, with
 ``arm_matchers``, by one fixed label matcher per arm (for routers whose metrics label the backend
@@ -59,6 +62,7 @@ _SEEN_BEFORE = "10m"
 # Prometheus refuses range queries over 11,000 points; a sign test needs far fewer periods.
 _MAX_PERIODS = 1000
 _RETRY_AFTER_CAP = 2.0  # seconds; a longer Retry-After is cut to this, and the budget still holds
+_BATCH_LABEL = "canary_operators_query"  # tells the queries of one batched request apart
 
 PRESETS: dict[str, dict[str, Any]] = {
     "istio": {
@@ -120,6 +124,13 @@ class PrometheusSettings(BaseModel):
             if not re.fullmatch(_LABEL, name):
                 raise ValueError(f"label name {name!r} must match {_LABEL}")
         return labels
+
+
+def _outcome(fetch, *args):
+    try:
+        return fetch(*args)
+    except (BackendUnavailable, MetricsError) as e:
+        return e
 
 
 def escape_label_value(value: str) -> str:
@@ -243,14 +254,36 @@ class PrometheusProvider(MetricsProvider):
         return self._fetch(path, params)
 
     def _prefetch(self, requests: list[tuple[str, dict]]) -> None:
-        """Ask every query not answered yet at the same time; keep answers and errors for ``_get``."""
+        """Ask every query not answered yet, those of one kind and time as one batch, the batches at
+        the same time; keep answers and errors for ``_get``."""
         todo = {self._key(path, params): (path, params) for path, params in requests}
-        todo = {key: call for key, call in todo.items() if key not in self._answers}
-        for key, outcome in fetch_all({key: (lambda c=call: self._fetch(*c)) for key, call in todo.items()}).items():
-            if isinstance(outcome, Exception):
-                self._failed[key] = outcome
-            else:
-                self._answers[key] = outcome
+        batches: dict[tuple, list[tuple]] = {}
+        for key, (path, params) in todo.items():
+            if key not in self._answers:
+                batches.setdefault((path, *sorted((k, v) for k, v in params.items() if k != "query")), []).append(key)
+        calls = {tuple(keys): (lambda keys=keys: self._fetch_batch([todo[key] for key in keys])) for keys in batches.values()}
+        for keys, outcome in fetch_all(calls).items():
+            for key, answer in zip(keys, outcome if isinstance(outcome, list) else [outcome] * len(keys)):
+                (self._failed if isinstance(answer, Exception) else self._answers)[key] = answer
+
+    def _fetch_batch(self, calls: list[tuple[str, dict]]) -> list[dict | Exception]:
+        """Queries of one kind and time (instant, or one range grid) in one request, each labelled
+        with its index (``label_replace``) and joined with ``or``; one answer (or error) each.
+        Prometheus still evaluates every query. A batch it rejects (one query may be wrong, or not
+        a vector) is asked query by query, so each error stays that query's own; an unavailable
+        or refusing Prometheus fails them all alike."""
+        if len(calls) == 1:
+            return [self._fetch(*calls[0])]
+        path, params = calls[0]
+        batch = " or ".join(f'label_replace({p["query"]}, "{_BATCH_LABEL}", "{i}", "", "")' for i, (_, p) in enumerate(calls))
+        try:
+            data = self._fetch(path, {**params, "query": batch})
+            parts: list[list] = [[] for _ in calls]
+            for series in data.get("result") or []:
+                parts[int(series["metric"].pop(_BATCH_LABEL))].append(series)
+            return [{"resultType": data.get("resultType"), "result": part} for part in parts]
+        except (MetricsError, KeyError, ValueError, IndexError, AttributeError, TypeError):
+            return [_outcome(self._fetch, *call) for call in calls]
 
     def _fetch(self, path: str, params: dict) -> dict:
         try:
