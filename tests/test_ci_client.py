@@ -38,10 +38,11 @@ class FakeAirflow:
     """Airflow's REST API as the client sees it. ``looks``: one (run state, {task: state}) per GET
     of the run; the last one repeats. ``xcoms``: {(task, key): value}. ``record``: the status record."""
 
-    def __init__(self, looks, xcoms=None, record=None, port=None):
+    def __init__(self, looks, xcoms=None, record=None, port=None, records=None):
         self.looks = list(looks)
         self.xcoms = dict(xcoms or {})
         self.record = record
+        self.records = dict(records or {})  # more status records by release name: a release's targets (web__eu)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.trigger_answer = (200, {"dag_run_id": RUN})
@@ -132,6 +133,8 @@ class FakeAirflow:
             if self.record is None:
                 return 404, {"detail": "not found"}
             return 200, {"key": "canary_status__web", "value": json.dumps(self.record)}
+        if api.removeprefix("/variables/canary_status__") in self.records:
+            return 200, {"key": api.removeprefix("/variables/"), "value": json.dumps(self.records[api.removeprefix("/variables/canary_status__")])}
         return 404, {"detail": f"no route {method} {api}"}
 
 
@@ -274,6 +277,70 @@ def test_traffic_not_restored_is_2(client, fake):
 
 
 # -- tooling failures: one line, exit 2, never a traceback ------------------------------------
+
+
+
+# -- a release across several targets: a task group per target (eu.gate_10), a record per target ----
+
+TARGET_TASKS = ("preflight", "shift_to_10", "gate_10", "promote", "rollback", "complete_rollout")
+
+
+def target_states(**by_target) -> dict:
+    states = {"abort_all": by_target.pop("abort_all", "skipped")}
+    for target, changes in by_target.items():
+        states.update({f"{target}.{t}": changes.get(t, "success") for t in TARGET_TASKS})
+    return states
+
+
+def target_record(target: str, phase: str) -> dict:
+    return {"release": f"web__{target}", "run_id": RUN, "phase": phase, "weight": 0}
+
+
+def test_a_release_promoted_to_every_target_is_0(client, fake):
+    server = fake([RUNNING, ("success", target_states(eu={}, us={}))],
+                  xcoms={(f"{t}.preflight", "return_value"): {"version": "v2"} for t in ("eu", "us")},
+                  records={"web__eu": target_record("eu", "promoted"), "web__us": target_record("us", "promoted")})
+    code, lines = run(client, server)
+    assert code == 0, lines
+    assert lines[-1] == "PROMOTED v2 to every target: eu, us"
+
+
+def test_a_fault_in_one_target_rolls_back_the_release_1(client, fake):
+    rolled = {"reason": "us.gate_10: AirflowFailException: gate at 10% failed: errors: error rate 36.67%", "traffic_changed": True}
+    server = fake([RUNNING, ("failed", target_states(
+                      abort_all="success", eu={"promote": "upstream_failed", "complete_rollout": "failed"},
+                      us={"gate_10": "failed", "promote": "upstream_failed", "complete_rollout": "failed"}))],
+                  xcoms={("eu.preflight", "return_value"): {"version": "v2"}, ("us.preflight", "return_value"): {"version": "v2"},
+                         ("eu.rollback", "return_value"): rolled, ("us.rollback", "return_value"): rolled,
+                         ("us.gate_10", "evidence"): {"outcome": "rollback", "reason": "errors", "checks": [FAILING_CHECK]}},
+                  records={"web__eu": target_record("eu", "rolled_back"), "web__us": target_record("us", "rolled_back")})
+    code, lines = run(client, server)
+    assert code == 1, lines
+    assert lines[-1].startswith("ROLLED BACK v2: us.gate_10"), lines
+    assert any(line.startswith("us.gate_10: FAILED") for line in lines), lines  # followed as it happened
+
+
+def test_a_later_wave_rolled_back_says_which_targets_stay_promoted_1(client, fake):
+    server = fake([RUNNING, ("failed", target_states(
+                      eu={}, us={"gate_10": "failed", "promote": "upstream_failed", "complete_rollout": "failed"}))],
+                  xcoms={("eu.preflight", "return_value"): {"version": "v2"}, ("us.preflight", "return_value"): {"version": "v2"},
+                         ("us.rollback", "return_value"): ROLLED,
+                         ("us.gate_10", "evidence"): {"outcome": "rollback", "reason": "errors", "checks": [FAILING_CHECK]}},
+                  records={"web__eu": target_record("eu", "promoted"), "web__us": target_record("us", "rolled_back")})
+    code, lines = run(client, server)
+    assert code == 1, lines
+    assert lines[-1].startswith("ROLLED BACK v2 (eu stays promoted): gate_10"), lines
+
+
+def test_a_target_whose_undo_failed_is_2(client, fake):
+    server = fake([RUNNING, ("failed", target_states(
+                      eu={"promote": "upstream_failed", "rollback": "failed", "complete_rollout": "failed"},
+                      us={"gate_10": "failed", "promote": "upstream_failed", "complete_rollout": "failed"}))],
+                  xcoms={("eu.preflight", "return_value"): {"version": "v2"}},
+                  records={"web__eu": target_record("eu", "rolling_back"), "web__us": target_record("us", "rolled_back")})
+    code, lines = run(client, server)
+    assert code == 2, lines
+    assert "ROLLBACK FAILED for v2 in eu (rollback task failed)" in lines[-1], lines
 
 
 def test_a_refused_conf_is_one_line_naming_the_field(client, fake):

@@ -207,15 +207,17 @@ def run_id_for(version: str, commit: str | None) -> str:
 
 
 def describe(task_id: str, state: str, api: Airflow, dag_id: str, run_id: str) -> str:
-    """One line for a task that reached ``state``, with the weight or the gate's verdict."""
-    if task_id.startswith("shift_to_") and state == "success":
+    """One line for a task that reached ``state``, with the weight or the gate's verdict. A release
+    across several targets has a task group per target (``eu.gate_25``)."""
+    name = task_id.rpartition(".")[2]
+    if name.startswith("shift_to_") and state == "success":
         shifted = api.xcom(dag_id, run_id, task_id) or {}
         if shifted.get("skipped"):
             return f"{task_id}: skipped by this run's steps"
         if shifted.get("dry_run"):
             return f"{task_id}: dry run, would set the canary to {shifted.get('weight', '?')}% of traffic"
         return f"{task_id}: canary now takes {shifted.get('weight', '?')}% of traffic"
-    if task_id.startswith("gate_") and state in ("success", "failed"):
+    if name.startswith("gate_") and state in ("success", "failed"):
         evidence = api.xcom(dag_id, run_id, task_id, "evidence") or api.xcom(dag_id, run_id, task_id) or {}
         if evidence.get("outcome") == "skipped":
             return f"{task_id}: skipped by this run's steps"
@@ -226,14 +228,14 @@ def describe(task_id: str, state: str, api: Airflow, dag_id: str, run_id: str) -
         for check in evidence.get("checks", []):
             lines.append(f"    [{check['check']}] {check['verdict']}: {check['reason']}")
         return "\n".join(lines)
-    if task_id == "rollback" and state == "success":
+    if name == "rollback" and state == "success":
         rolled = api.xcom(dag_id, run_id, task_id) or {}
         if rolled.get("promoted"):
-            return "rollback: nothing to undo, the release was promoted"
+            return f"{task_id}: nothing to undo, the release was promoted"
         if rolled.get("traffic_changed") is False:
-            return f"rollback: nothing to undo, this run moved no traffic. Why: {rolled.get('reason', 'see the task log')}"
-        return f"rollback: traffic back on stable. Why: {rolled.get('reason', 'see the task log')}"
-    if task_id.startswith("approve_") and state in ("awaiting_input", "deferred"):
+            return f"{task_id}: nothing to undo, this run moved no traffic. Why: {rolled.get('reason', 'see the task log')}"
+        return f"{task_id}: traffic back on stable. Why: {rolled.get('reason', 'see the task log')}"
+    if name.startswith("approve_") and state in ("awaiting_input", "deferred"):
         return (f"{task_id}: waiting for a person: answer in the Airflow UI (Required Actions) or with PATCH "
                 f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails")
     return f"{task_id}: {state}"
@@ -322,9 +324,10 @@ def _main(argv: list[str] | None, out) -> int:
     return outcome(api, args.dag, run_id, args.version, state, out)
 
 
-def release_record(api: Airflow, dag_id: str) -> dict | None:
-    """The release's status record, or None when it cannot be read (none yet, or no permission)."""
-    release = dag_id.removeprefix("canary_")
+def release_record(api: Airflow, dag_id: str, target: str | None = None) -> dict | None:
+    """The release's status record (or one target's, ``canary_status__<release>__<target>``), or
+    None when it cannot be read (none yet, or no permission)."""
+    release = dag_id.removeprefix("canary_") + (f"__{target}" if target else "")
     body = api.optional(f"/variables/canary_status__{release}")
     value = body.get("value") if isinstance(body, dict) else None
     try:
@@ -348,12 +351,12 @@ def rollback_cause(api: Airflow, dag_id: str, run_id: str, tis: list[dict]) -> t
     before the undo failed. Anything else that failed (a task's ``failure`` XCom: a metrics
     backend down, a gate's wait lost or timed out, a router error, a crashed task) is tooling."""
     failed = sorted((ti for ti in tis if ti.get("state") == "failed"
-                     and ti.get("task_id") not in ("rollback", "complete_rollout")), key=_start)
+                     and ti["task_id"].rpartition(".")[2] not in ("rollback", "complete_rollout")), key=_start)
     if not failed:
         return True, "the run was ended by hand before promotion"
     for ti in failed:
         task_id = ti["task_id"]
-        if not task_id.startswith(("gate_", "approve_")):
+        if not task_id.rpartition(".")[2].startswith(("gate_", "approve_")):  # eu.gate_25 in a release with targets
             continue
         evidence = api.xcom(dag_id, run_id, task_id, "evidence")
         if isinstance(evidence, dict) and evidence.get("outcome") == "rollback":
@@ -377,6 +380,10 @@ def rollback_cause(api: Airflow, dag_id: str, run_id: str, tis: list[dict]) -> t
 
 def outcome(api: Airflow, dag_id: str, run_id: str, version: str, state: str, out=say) -> int:
     """The exit code of a finished run, with a last line that says what happened."""
+    tis = api.json("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100}).get("task_instances", [])
+    targets = sorted({ti["task_id"].split(".")[0] for ti in tis if "." in ti["task_id"]})
+    if targets:  # a release across several targets: a task group each
+        return targets_outcome(api, dag_id, run_id, version, state, tis, targets, out)
     preflight = api.xcom(dag_id, run_id, "preflight")
     if state == "success" and preflight is None:
         out("nothing to release: the version is already stable")
@@ -385,7 +392,6 @@ def outcome(api: Airflow, dag_id: str, run_id: str, version: str, state: str, ou
         out(f"DRY RUN of {version} complete: no traffic moved, nothing promoted (see the gates above)")
         return PROMOTED
     record = release_record(api, dag_id)
-    tis = api.json("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100}).get("task_instances", [])
     states = {ti["task_id"]: ti.get("state") for ti in tis}
     ours = record is not None and record.get("run_id") == run_id
     if record is None:
@@ -427,6 +433,56 @@ def outcome(api: Airflow, dag_id: str, run_id: str, version: str, state: str, ou
     out(f"ROLLED BACK {version}: {reason}")
     return ROLLED_BACK
 
+
+
+def targets_outcome(api: Airflow, dag_id: str, run_id: str, version: str, state: str, tis: list[dict],
+                    targets: list[str], out=say) -> int:
+    """The exit code of a release across several targets (a task group each): 0 only when every
+    target was promoted; 1 when a gate or a person decided to roll back; 2 when the tooling failed
+    or a target's traffic may not be restored."""
+    preflights = [api.xcom(dag_id, run_id, f"{target}.preflight") for target in targets]
+    if state == "success" and all(p is None for p in preflights):
+        out("nothing to release: the version is already stable in every target")
+        return PROMOTED
+    if state == "success" and any(isinstance(p, dict) and p.get("dry_run") for p in preflights):
+        out(f"DRY RUN of {version} complete: no traffic moved, nothing promoted (see the gates above)")
+        return PROMOTED
+    states = {ti["task_id"]: ti.get("state") for ti in tis}
+    promoted, unsafe, undo_failed, reasons = [], [], [], []
+    for target in targets:
+        record = release_record(api, dag_id, target)
+        ours = record is not None and record.get("run_id") == run_id
+        if record is None:
+            done = states.get(f"{target}.promote") == "success" and states.get(f"{target}.complete_rollout") == "success"
+        else:
+            done = ours and record.get("phase") == "promoted"
+        if done:
+            promoted.append(target)
+            continue
+        if ours and record.get("phase") == "unsafe":
+            unsafe.append(f"{target}: {record.get('decision', '')}")
+        if states.get(f"{target}.rollback") != "success":
+            undo_failed.append(f"{target} (rollback task {states.get(f'{target}.rollback')})")
+        rolled = api.xcom(dag_id, run_id, f"{target}.rollback")
+        if isinstance(rolled, dict) and rolled.get("reason"):
+            reasons.append(rolled["reason"])
+    if len(promoted) == len(targets):
+        out(f"PROMOTED {version} to every target: {', '.join(targets)}")
+        return PROMOTED
+    if unsafe:
+        out(f"error: TRAFFIC NOT RESTORED for {version}: {'; '.join(unsafe)}: check the traffic split now")
+        return ERROR
+    if undo_failed:
+        out(f"error: ROLLBACK FAILED for {version} in {', '.join(undo_failed)}: check the traffic split now")
+        return ERROR
+    kept = f" ({', '.join(promoted)} stays promoted)" if promoted else ""
+    decided, why = rollback_cause(api, dag_id, run_id, tis)
+    if not decided:
+        out(f"error: {version} was rolled back without a verdict on it (the tooling failed; traffic is back on "
+            f"stable){kept}: {why}")
+        return ERROR
+    out(f"ROLLED BACK {version}{kept}: {reasons[0] if reasons else why}")
+    return ROLLED_BACK
 
 if __name__ == "__main__":
     try:
