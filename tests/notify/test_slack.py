@@ -65,3 +65,32 @@ def test_a_receiver_that_is_down_or_refuses_is_logged_and_never_raises(monkeypat
 def test_an_unknown_conn_id_is_an_error_naming_it_not_a_crash():
     sent = send([SlackTarget(type="slack", conn_id="no_such_conn", events=["rollback"])], ROLLED_BACK)
     assert sent[0]["ok"] is False and "no_such_conn" in sent[0]["error"]
+
+
+def test_the_approval_task_asks_through_airflows_notifier_interface(monkeypatch):
+    """ApproveStep gets the spec's notifier (HITLOperator calls its ``notifiers`` when it asks);
+    the message says what is asked, by when, and links Airflow's required-actions page."""
+    from types import SimpleNamespace
+
+    from canary_operators.operators.approve import ApproveStep
+    from canary_operators.spec import parse_spec
+
+    spec = parse_spec({"name": "checkout", "router": {"type": "haproxy", "conn_id": "c", "settings": {"backend": "w"}},
+                       "metrics": {"type": "prometheus", "conn_id": "p"}, "promote": {"type": "command", "command": ["true"]},
+                       "approval": {"before": [100], "timeout": "1h"},
+                       "notify": [{"type": "slack", "conn_id": "slack_test", "events": ["approval_needed"]}]}, "checkout.yaml")
+    step = ApproveStep(task_id="approve_100", release=spec, weight=100, gate_task_ids=["gate_50"])
+    [notifier] = step.notifiers
+    step.hitl_summary_extra = {"timeout_datetime": "2026-11-30T20:00:00+00:00"}
+    ti = SimpleNamespace(dag_id="canary_checkout", run_id="r1", task_id="approve_100", map_index=-1)
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.test")
+    with http_receiver() as (port, received):
+        set_connection(monkeypatch, "slack_test", conn_type="slackwebhook", host=f"http://127.0.0.1:{port}", password="x")
+        notifier({"ti": ti, "task_instance": ti, "task": step, "dag_run": SimpleNamespace(run_id="r1")})
+    payload = received[0]["json"]
+    assert payload["text"] == "[checkout] approval needed: waiting for approval: checkout: approve the step to 100%?"
+    assert payload["blocks"][1]["text"]["text"] == (
+        "*Asked:* checkout: approve the step to 100%?\n*Answer by:* 2026-11-30T20:00:00+00:00\n"
+        "<http://airflow.test/dags/canary_checkout/runs/r1/tasks/approve_100/required_actions?map_index=-1"
+        "|Approve or roll back>")
+    assert "http://airflow.test/canary-releases/runs/canary_checkout/r1|Canary report" in payload["blocks"][2]["elements"][0]["text"]
