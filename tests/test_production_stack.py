@@ -82,14 +82,18 @@ def airflow(demo_stack, fleet, postgres, redis_server, tmp_path_factory):
             connections[f"{name}_{track}_admin"] = {"conn_type": "http", "host": "127.0.0.1",
                                                      "port": fleet.ports[name][track], "password": ADMIN_TOKEN}
     env = {"CANARY_RELEASES_DIR": str(releases),
+           # The guard sweeps every 5 minutes instead of every minute: six guard tasks a minute
+           # (one per spec) would compete for the two cores; no test here relies on the guard.
+           "CANARY_GUARD_SCHEDULE": "5m",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{local_run.APPROVER}:admin,{local_run.NOT_APPROVER}:admin"}
     env.update({f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(fields) for conn_id, fields in connections.items()})
     services = production_airflow(tmp_path_factory.mktemp("airflow-home"), postgres, redis_server, extra_env=env)
-    services.start(timeout=240)  # raises with the tail of every component's log
+    # Generous: on a busy 2-core machine the api-server alone took two minutes to start.
+    services.start(timeout=480)  # raises with the tail of every component's log
     try:
-        wait_for_workers(services)
+        wait_for_workers(services, timeout=240)
         for dag_id in (local_run.DAG_ID, *(f"canary_{name}" for name in FLEET)):
-            services.wait_for_dag(dag_id, timeout=180)
+            services.wait_for_dag(dag_id, timeout=300)
         yield services
     finally:
         services.stop()
