@@ -1,22 +1,25 @@
 """The canary report inside Airflow's UI, end to end: REAL Airflow services and a real browser.
 
 Airflow starts once for this module (``tests/airflow_services.py``) on the demo stack (HAProxy +
-Prometheus + two demo services under load), with one release spec and two users: ``admin``, and
-``outsider``, who has no role, so Airflow's simple auth manager lets them read no DAG. Two
-releases run first, as short as the other end-to-end tests make them: a broken build (rolled
-back at the first gate) and a healthy one (promoted). Then:
+Prometheus + two demo services under load), with two release specs (``report``, and
+``report_silent``, whose router never answers) and two users: ``admin``, and ``viewer``, who may
+read ``report_silent``'s DAG but not ``report``'s (``tests/scoped_auth_manager.py``: the simple
+auth manager, plus that one rule). Two releases run first, as short as the other end-to-end tests
+make them: a broken build (rolled back at the first gate) and a healthy one (promoted). Then:
 
-- over HTTP: anonymous → 401, outsider → 403 (as Airflow's own DAG endpoint answers them),
-  admin → 200;
+- over HTTP: anonymous → 401; the viewer → 403 for ``report``'s runs (as Airflow's own DAG
+  endpoint answers them) but not for ``report_silent``'s, and an index without ``report``;
+  admin → 200; the index says "router unreachable" for the silent router, in time;
 - in headless Chromium (Debian's package, driven by Playwright): log in through Airflow's login
   page, open both runs' "Canary report" tab on the DAG run page, check the header, the plots and
-  the decision table inside the tab, and save screenshots under pytest's basetemp; the outsider,
-  logged in, gets 403.
+  the decision table inside the tab, follow a task's log link, open the nav's index, and save
+  screenshots under pytest's basetemp; the viewer, logged in, gets 403.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import time
@@ -28,14 +31,15 @@ import pytest
 import requests
 import yaml
 
-from tests.airflow_services import AirflowServices, ReleaseApi
+from tests import scoped_auth_manager
+from tests.airflow_services import ROOT, AirflowServices, ReleaseApi
 from tests.conftest import ADMIN_TOKEN, free_port
 
 RELEASE = "report"
 DAG_ID = f"canary_{RELEASE}"
 SILENT = "report_silent"  # a second release whose router never answers
 SILENT_HAPROXY = "rep_silent_haproxy"
-OUTSIDER = "outsider"  # no role: the simple auth manager authorises nothing for a user without one
+VIEWER = "viewer"  # reads report_silent's DAG, not report's
 HAPROXY, PROMETHEUS, CANARY_ADMIN, STABLE_ADMIN = "rep_haproxy", "rep_prometheus", "rep_canary_admin", "rep_stable_admin"
 SPEC = {
     "name": RELEASE,
@@ -80,7 +84,11 @@ def airflow(demo_stack, tmp_path_factory):
         CANARY_ADMIN: {"conn_type": "http", "host": "127.0.0.1", "port": demo_stack.canary_port, "password": ADMIN_TOKEN},
         STABLE_ADMIN: {"conn_type": "http", "host": "127.0.0.1", "port": demo_stack.stable_port, "password": ADMIN_TOKEN},
     }
-    env = {"CANARY_RELEASES_DIR": str(releases), "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{OUTSIDER}:"}
+    env = {"CANARY_RELEASES_DIR": str(releases),
+           "AIRFLOW__CORE__AUTH_MANAGER": scoped_auth_manager.CLASS_PATH,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           scoped_auth_manager.DENIED_ENV: f"{VIEWER}:{DAG_ID}",
+           "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{VIEWER}:viewer"}
     env.update({f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(fields) for conn_id, fields in connections.items()})
     services = AirflowServices(tmp_path_factory.mktemp("report-airflow-home"), api_port=free_port(), extra_env=env)
     services.start(timeout=180)
@@ -136,13 +144,24 @@ def test_anonymous_gets_401(airflow, runs):
 
 
 def test_a_user_who_may_not_read_the_dag_gets_403(airflow, runs):
-    headers = {"Authorization": f"Bearer {token(airflow, OUTSIDER)}"}
-    # Airflow itself agrees this user may not read the DAG: the report answers the same.
+    headers = {"Authorization": f"Bearer {token(airflow, VIEWER)}"}
+    silent_dag = f"canary_{SILENT}"
+    # Airflow itself: the viewer may read one DAG and not the other.
     assert requests.get(f"{airflow.url}/api/v2/dags/{DAG_ID}", headers=headers, timeout=10).status_code == 403
-    for path in ("/canary-releases/", report_path(runs["promoted"])):
-        answer = requests.get(airflow.url + path, headers=headers, timeout=10)
-        assert answer.status_code == 403, (path, answer.status_code, answer.text[:300])
+    assert requests.get(f"{airflow.url}/api/v2/dags/{silent_dag}", headers=headers, timeout=10).status_code == 200
+    # The report answers the same, per DAG.
+    for run_id in runs.values():
+        answer = requests.get(airflow.url + report_path(run_id), headers=headers, timeout=10)
+        assert answer.status_code == 403, (run_id, answer.status_code, answer.text[:300])
         assert "ROLLED BACK" not in answer.text and "PROMOTED" not in answer.text
+    other = requests.get(f"{airflow.url}/canary-releases/runs/{silent_dag}/no_such_run", headers=headers, timeout=10)
+    assert other.status_code == 404, other.text[:300]  # allowed in: that DAG just has no such run
+    # The index lists only what the viewer may read, and says that something is left out.
+    index = requests.get(airflow.url + "/canary-releases/", headers=headers, timeout=30)
+    assert index.status_code == 200, index.text[:300]
+    assert f'data-release="{SILENT}"' in index.text and f'data-release="{RELEASE}"' not in index.text
+    assert "1 more release(s) you may not read" in index.text
+    assert not any(run_id in index.text for run_id in runs.values())
 
 
 def test_admin_reads_the_report_and_the_index(airflow, runs, demo_stack):
@@ -267,9 +286,9 @@ def test_browser_shows_a_promoted_run_in_its_tab(browser, airflow, runs, screens
     page.context.close()
 
 
-def test_browser_outsider_gets_403(browser, airflow, runs, screenshots):
-    page = log_in(browser, airflow, OUTSIDER)
+def test_browser_user_without_access_gets_403(browser, airflow, runs, screenshots):
+    page = log_in(browser, airflow, VIEWER)
     answer = page.goto(airflow.url + report_path(runs["rolled_back"]))
     assert answer.status == 403, answer.text()[:300]
-    page.screenshot(path=str(screenshots / "outsider_403.png"))
+    page.screenshot(path=str(screenshots / "viewer_403.png"))
     page.context.close()
