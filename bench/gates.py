@@ -6,29 +6,34 @@
 
 Each N runs in a fresh process, the way the triggerer runs its triggers: one asyncio loop, each
 trigger's ``run()`` a task, its blocking looks on the triggers' thread pool. The gates judge the
-shipped ``include/releases/web.yaml`` (6 checks and the sample-ratio check: 24 PromQL queries a
-look) at 5% against a local Prometheus-compatible stub, in its own process (Prometheus is
-another machine), which answers those queries the way Prometheus shapes them (vectors, bucket
-series, matrices) after a lognormal delay (median ``--query-ms``, sigma 0.6) with at most 20
-queries evaluated at once (Prometheus' ``--query.max-concurrency`` default). The canary looks
-healthy and is never baked, so every gate holds and keeps looking.
+shipped ``include/releases/web.yaml`` (6 checks and the sample-ratio check: 20 distinct PromQL
+queries a look) at 5% against a local Prometheus-compatible stub, in its own process (Prometheus
+is another machine), which answers those queries the way Prometheus shapes them (vectors, bucket
+series, matrices; a batch split back by its index label) after a lognormal delay per query
+(median ``--query-ms``, sigma 0.6; a batch's queries one after another, which is pessimistic for
+batches), with at most 20 requests evaluated at once (Prometheus' ``--query.max-concurrency``
+default). The canary looks healthy and is never baked, so every gate holds and keeps looking.
 
 The status record and the connections: in the triggerer, every ``Variable`` and connection read
-or write of a look (the heartbeat's 3 reads and 1 write, the metrics and router connections) is
-a message to the triggerer's supervisor process, which answers it through the in-process
-execution API and the metadata database, one message at a time. Here the real SDK code sends
-those messages, through ``SUPERVISOR_COMMS``, to a stand-in that hops onto the event loop as the
-real one does and answers each after ``--comms-ms`` (default 5 ms, an assumption for a local
-PostgreSQL, not a measurement), one at a time. So the trigger process's side of those writes is
-measured; the supervisor's and the database's cost is modelled, and its busy share is printed
-(above 1.0 the supervisor, not this process, would be the limit).
+or write of a look (the heartbeat's reads and write, the metrics and router connections) is a
+message to the triggerer's supervisor process, which answers it through the in-process execution
+API and the metadata database, one message at a time. Here the real SDK code sends those
+messages through ``SUPERVISOR_COMMS`` the way ``TriggerCommsDecoder`` does (from the look's
+thread onto the event loop, over a socket, answered to a reader task), to a supervisor stand-in
+in the stub's process that answers one at a time, each after ``--comms-ms`` (default 5 ms: an
+assumption for the API call and a local PostgreSQL, not a measurement). So the trigger process's
+side of the status writes is measured; the supervisor's and the database's side is modelled, and
+its busy share is printed (near 1.0 the supervisor, not this process, would be the limit).
 
 Printed per N: the event loop's lag (a 100 ms sleep's overshoot, p50/p95/max), the look period
 over ``poke_interval`` (from one look's start to the next; a look takes its own time and then
 sleeps ``poke_interval``, so even an idle triggerer is a little above 1.0) at p50/p95/max, the
-look's own duration, the process's CPU (cores) and RSS per gate (RSS grown from just before the
-gates were started, divided by N), the TCP connections the stub saw opened, the queries a look
-made, and the supervisor stand-in's busy share. The target: p95 <= 1.10 at N = 500.
+look's own duration and the status write's (p50/p95), the wait for a pool thread (p95), the
+process's CPU (cores, and ms per look) and RSS per gate (RSS grown from just before the gates
+were started, divided by N), the TCP connections the stub saw opened while measuring, the queries
+a look made, the supervisor stand-in's busy share, and the machine's 1-minute load average (the
+figures mean little on a machine whose other work leaves this process short of a core). The
+target: p95 <= 1.10 at N = 500.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import asyncio
 import json
 import os
 import random
-import statistics
+import re
 import subprocess
 import sys
 import tempfile
@@ -52,6 +57,21 @@ CANARY, STABLE, WEIGHT = "v2", "v1", 5
 
 
 # -- the Prometheus stub (its own process) ----------------------------------------------------
+
+BATCHED = re.compile(r'label_replace\((.*?), "canary_operators_query", "(\d+)", "", ""\)(?: or |$)')
+
+
+def answer_batch(query: str, path: str, params) -> tuple[dict, int]:
+    """The answer to a request (a batch of the provider's queries, or one), and how many queries it held."""
+    batch = BATCHED.findall(query)
+    if not batch:
+        return answer_promql(query, path, params), 1
+    result = []
+    for sub, index in batch:
+        data = answer_promql(sub, path, params)
+        result += [{**series, "metric": {**series["metric"], "canary_operators_query": index}} for series in data["result"]]
+    return {"resultType": data["resultType"], "result": result}, len(batch)
+
 
 def answer_promql(query: str, path: str, params) -> dict:
     """What Prometheus would answer to one of the provider's queries, for a healthy canary at 5%."""
@@ -92,7 +112,7 @@ def serve_prometheus(query_ms: float, comms_ms: float) -> None:
     ``/stats``: connections opened, queries, the supervisor's messages and busy seconds."""
     from aiohttp import web
 
-    stats = {"connections": 0, "queries": 0}
+    stats = {"connections": 0, "queries": 0, "requests": 0}
     evaluating = asyncio.Semaphore(20)  # Prometheus' default --query.max-concurrency
     seen: set[int] = set()
 
@@ -102,10 +122,11 @@ def serve_prometheus(query_ms: float, comms_ms: float) -> None:
             seen.add(transport)
             stats["connections"] += 1
         params = request.query if request.method == "GET" else await request.post()
-        async with evaluating:
-            await asyncio.sleep(min(1.0, random.lognormvariate(0, 0.6) * query_ms / 1000))
-        stats["queries"] += 1
-        data = answer_promql(params.get("query", ""), request.path, params)
+        data, queries = answer_batch(params.get("query", ""), request.path, params)
+        async with evaluating:  # a batch's queries are evaluated one after another, each its own time
+            await asyncio.sleep(sum(min(1.0, random.lognormvariate(0, 0.6) * query_ms / 1000) for _ in range(queries)))
+        stats["queries"] += queries
+        stats["requests"] += 1
         return web.json_response({"status": "success", "data": data})
 
     async def main():
@@ -214,14 +235,16 @@ def rss_bytes() -> int:
 
 
 def as_before() -> None:
-    """The old ways, for comparison: asyncio.to_thread's default pool, one query after another,
-    and a new session (so new connections) for every look."""
+    """The old ways, for comparison: asyncio.to_thread's default pool, one query per request, one
+    after another, and a new session (so new connections) for every look. (Answers shared by
+    checks are still asked once, so a look makes 20 requests rather than the 24 it used to.)"""
     import canary_operators.clients.http as http
     import canary_operators.metrics.prometheus as prometheus
     import canary_operators.triggers.metric_gate as metric_gate
 
     metric_gate.in_thread = asyncio.to_thread
     prometheus.fetch_all = lambda calls: {key: _outcome(call) for key, call in calls.items()}
+    prometheus.PrometheusProvider._fetch_batch = lambda self, calls: [prometheus._outcome(self._fetch, *c) for c in calls]
     http.shared_session = lambda endpoint, base, api_key_headers=None: http._new_session(endpoint, api_key_headers)
 
 
@@ -324,7 +347,9 @@ async def run_gates(n: int, poke: float, periods: int, port: int, comms_port: in
     await asyncio.gather(*tasks, watcher, return_exceptions=True)
     from canary_operators.triggers import threads
 
-    await asyncio.to_thread(threads.pool().shutdown, wait=True)  # looks under way finish while the loop still answers
+    # Looks under way finish while the loop still answers their messages (on our pool, or, as before, the default one).
+    await asyncio.to_thread(threads.pool().shutdown, wait=True)
+    await loop.shutdown_default_executor()
 
     ratios, durations, outcomes = [], [], {}
     for series in looks.values():
@@ -350,6 +375,7 @@ async def run_gates(n: int, poke: float, periods: int, port: int, comms_port: in
         "rss_mb": round(rss_after / 2**20, 1), "kb_per_gate": round((rss_after - rss_before) / n / 1024, 1),
         "connections_opened": stub_until["connections"] - stub_from["connections"],
         "queries_per_look": round((stub_until["queries"] - stub_from["queries"]) / max(1, n_looks), 1),
+        "requests_per_look": round((stub_until["requests"] - stub_from["requests"]) / max(1, n_looks), 1),
         "supervisor_busy": round((stub_until["busy_seconds"] - stub_from["busy_seconds"]) / window, 2),
         "messages_per_look": round((stub_until["messages"] - stub_from["messages"]) / max(1, n_looks), 1),
     }
@@ -400,12 +426,14 @@ def main() -> None:
                              "--comms-ms", str(args.comms_ms)], stdout=subprocess.PIPE, text=True)
     try:
         port, comms_port = map(int, stub.stdout.readline().split())
-        mode = "as before (asyncio.to_thread, sequential queries, a session per look)" if args.as_before else "now"
+        mode = ("as before (asyncio.to_thread, one query per request one after another, a session per look)"
+                if args.as_before else "now")
         print(f"Gates in one triggerer process ({mode}): web.yaml at {WEIGHT}%, poke_interval {args.poke_interval:g}s, "
               f"{args.periods} intervals measured; stub query median {args.query_ms:g} ms; supervisor stand-in "
               f"{args.comms_ms:g} ms/message; {os.cpu_count()} CPUs", flush=True)
-        header = (f"{'N':>5} {'lag p50/p95/max ms':>20} {'period/poke p50/p95/max':>25} {'look p50/p95 s':>15} "
-                  f"{'CPU cores':>9} {'CPU ms/look':>11} {'KB/gate':>8} {'conns':>6} {'q/look':>6} {'superv.':>7}")
+        header = (f"{'N':>4} {'lag ms p50/95/max':>18} {'period/poke p50/95/max':>22} {'look s p50/95':>13} "
+                  f"{'write s p50/95':>14} {'thread wait s p95':>17} {'CPU cores':>9} {'ms/look':>7} {'KB/gate':>7} "
+                  f"{'conns':>5} {'q/req per look':>14} {'superv.':>7} {'load':>5}")
         print(header, flush=True)
         results = []
         for n in (int(x) for x in args.gates.split(",")):
@@ -417,10 +445,12 @@ def main() -> None:
                 continue
             r = json.loads(done.stdout.strip().splitlines()[-1])
             results.append(r)
-            print(f"{n:>5} {'/'.join(f'{x:g}' for x in r['lag_ms']):>20} {'/'.join(f'{x:.2f}' for x in r['ratio']):>25} "
-                  f"{'/'.join(f'{x:.2f}' for x in r['look_s']):>15} {r['cpu_cores']:>9.2f} {r['cpu_ms_per_look']:>11.1f} "
-                  f"{r['kb_per_gate']:>8.0f} {r['connections_opened']:>6} {r['queries_per_look']:>6.1f} "
-                  f"{r['supervisor_busy']:>7.2f}", flush=True)
+            print(f"{n:>4} {'/'.join(f'{x:g}' for x in r['lag_ms']):>18} {'/'.join(f'{x:.2f}' for x in r['ratio']):>22} "
+                  f"{'/'.join(f'{x:.2f}' for x in r['look_s']):>13} {'/'.join(f'{x:.2f}' for x in r['heartbeat_s']):>14} "
+                  f"{r['thread_wait_s'][1]:>17.2f} {r['cpu_cores']:>9.2f} {r['cpu_ms_per_look']:>7.1f} "
+                  f"{r['kb_per_gate']:>7.0f} {r['connections_opened']:>5} "
+                  f"{str(r['queries_per_look']) + '/' + str(r['requests_per_look']):>14} "
+                  f"{r['supervisor_busy']:>7.2f} {r['load_average']:>5.1f}", flush=True)
             if r["events"] or set(r["outcomes"]) - {"hold"}:
                 print(f"      note: {r['events']} gates fired {r['event_reasons']}; look outcomes {r['outcomes']}", flush=True)
         at_target = next((r for r in results if r["n"] == TARGET_N), None)
