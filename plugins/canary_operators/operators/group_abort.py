@@ -60,15 +60,24 @@ class GroupAbort(ReleaseOperator):
         actions = {name: group_abort_action(read_status(spec.name), run_id) for name, spec in self.scope.items()}
         if all(a == "none" for a in actions.values()):
             raise AirflowSkipException(f"no target in {sorted(self.scope)} was moved by this run; nothing to abort")
+        notes: dict[str, str] = {}
         for name, action in actions.items():
             spec = self.scope[name]
             if action == "stop":
-                record(spec.name, self.log, phase="rolling_back", decision=decision)
+                # A promote under way may have put the new version into the stable slot already: keep
+                # that known, so the target's undo puts the previous version back (as Rollback does
+                # for a record it finds "promoting").
+                promoting = read_status(spec.name).phase == "promoting"
+                record(spec.name, self.log, phase="rolling_back", decision=decision,
+                       **({"promote_done": ("stable_slot",)} if promoting else {}))
             elif action == "unpromote":
-                self._unpromote(spec, decision)
+                note = self._unpromote(spec, decision)
+                if note:
+                    notes[name] = note
         result = {"reason": reason, "targets": {}}
         for name, action in actions.items():
-            result["targets"][name] = {"action": action, **(self._reset(self.scope[name]) if action != "none" else {})}
+            result["targets"][name] = {"action": action, **(self._reset(self.scope[name]) if action != "none" else {}),
+                                       **({"note": notes[name]} if name in notes else {})}
         time.sleep(RECHECK_SECONDS)
         for name, action in actions.items():
             spec = self.scope[name]
@@ -78,18 +87,21 @@ class GroupAbort(ReleaseOperator):
         self.log.error("group abort of %s: %s", ", ".join(f"{n} ({a})" for n, a in actions.items()), reason)
         return result
 
-    def _unpromote(self, spec: ReleaseSpec, decision: str) -> None:
+    def _unpromote(self, spec: ReleaseSpec, decision: str) -> str | None:
+        """Returns why the promotion stays, when it cannot be undone."""
         status = read_status(spec.name)
         if router_class(spec.router.type).promotes_natively:
             # The router made the version live itself (a Lambda alias, an Argo Rollout): there is no
             # stable slot to put the old version back into, so it stays promoted, loudly.
-            self.log.error("%s: promoted by the router itself (%s); the group abort cannot undo that; "
-                           "release %s again to go back", spec.name, spec.router.type, status.stable_version)
-            return
+            note = (f"promoted by the router itself ({spec.router.type}); the group abort cannot undo that; "
+                    f"release {status.stable_version} again to go back")
+            self.log.error("%s: %s", spec.name, note)
+            return note
         record(spec.name, self.log, strict=True, phase="rolling_back", promote_done=("stable_slot",),
                decision=f"{decision} (undoing its promotion of {status.version})"[:500])
         if status.stable_version:
             Variable.set(stable_version_variable(spec.name), status.stable_version)
+        return None
 
     def _reset(self, spec: ReleaseSpec) -> dict:
         """The canary to 0% in one attempt; the target's undo retries against its deadline."""
