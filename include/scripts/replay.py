@@ -85,6 +85,21 @@ def export_runs(api: str, token: str | None, dag_id: str, run_id: str | None, li
     return {"runs": runs}
 
 
+def changed_spec(path: Path):
+    """A spec to replay with. Validated like any spec, but its file may be named anything (it is no
+    DAG): ``web-looser.yaml`` may hold ``name: web``."""
+    import yaml
+
+    from canary_operators.exceptions import SpecError
+    from canary_operators.spec import parse_spec, read_spec_text
+
+    try:
+        data = yaml.safe_load(read_spec_text(path, str(path)))
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    return parse_spec(data, str(path))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -99,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from canary_operators.exceptions import SpecError
-    from canary_operators.spec import load_spec
 
     try:
         if args.api:
@@ -115,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.export:
                 parser.error("give --spec to replay (or --export to only export)")
             return 0
-        gates = replay(data, load_spec(args.spec))
+        gates = replay(data, changed_spec(args.spec))
     except (ApiError, SpecError, ValueError, OSError) as e:
         print(f"replay: {e}", file=sys.stderr, flush=True)
         return 2
