@@ -110,6 +110,7 @@ class GateLooks:
     max_looks: int = MAX_LOOKS
     max_bytes: int = MAX_BYTES
     _count: int = 0
+    _sizes: dict = field(default_factory=dict)  # look number -> its size as JSON, measured once
 
     def add(self, evidence: dict, observed: dict[str, dict | None], gate: dict, at: float) -> dict:
         """Record one look; returns its record."""
@@ -117,6 +118,7 @@ class GateLooks:
             self.queries.setdefault(check, q)
         self._count += 1
         record = json_safe({"n": self._count, **look_record(evidence, observed, gate, at)})
+        self._sizes[self._count] = len(json.dumps(record, separators=(",", ":")))
         self.looks.append(record)
         self._thin()
         return record
@@ -133,8 +135,9 @@ class GateLooks:
                    _count=max((lk.get("n", 0) for lk in looks), default=0))
 
     def _too_big(self) -> bool:
-        return len(self.looks) > self.max_looks or (
-            len(self.looks) > 2 and len(json.dumps(self.looks, separators=(",", ":"))) > self.max_bytes)
+        if len(self.looks) > self.max_looks:
+            return True
+        return len(self.looks) > 2 and sum(self._sizes.get(lk.get("n"), 0) for lk in self.looks) > self.max_bytes
 
     def _thin(self) -> None:
         """Drop every other look that repeats its predecessor's verdicts (first and last stay),
