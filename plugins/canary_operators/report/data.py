@@ -2,8 +2,9 @@
 
 A run: the DAG run, its task instances, the XComs the canary tasks push (per-look records,
 shifts, fast rollbacks, the undo's result, approvals, failures) and the release's status record.
-The index: every release spec, its status record, its last runs, and the router's read of the
-live weights, built the way the operators build it, with a short time limit.
+The index: every release DAG Airflow knows (tag ``canary``), its status record, its last runs,
+and the router's read of the live weights, built the way the operators build it, with a short
+time limit.
 """
 
 from __future__ import annotations
@@ -139,45 +140,71 @@ def _router_weights(spec, status: dict | None):
     return router.get_weights()
 
 
-def load_index(session: Session, may_read) -> tuple[list[ReleaseRow], int]:
-    """Every release spec the user may read (``may_read(dag_id)``), and how many were left out."""
+def canary_dags(session: Session) -> list:
+    """The release DAGs Airflow knows (tag ``canary``, not the guard), whatever folder their specs are in."""
+    from airflow.models.dag import DagModel, DagTag
+
+    tagged = select(DagTag.dag_id).where(DagTag.name == "canary")
+    guards = select(DagTag.dag_id).where(DagTag.name == "guard")
+    return list(session.scalars(select(DagModel).where(DagModel.dag_id.in_(tagged), DagModel.dag_id.not_in(guards),
+                                                       DagModel.is_stale.is_(False)).order_by(DagModel.dag_id)))
+
+
+def specs_by_dag_id() -> dict:
+    """The specs the api-server can read (``CANARY_RELEASES_DIR``, else the project's folder), by DAG id."""
     import os
     from pathlib import Path
 
-    from canary_operators.dag_factory import RELEASES_DIR_ENV, default_releases_dir, invalid_dag_id, spec_files
+    from canary_operators.dag_factory import RELEASES_DIR_ENV, default_releases_dir, spec_files
     from canary_operators.spec.loading import load_spec
-    from canary_operators.spec.targets import target_releases
 
-    releases_dir = Path(os.environ.get(RELEASES_DIR_ENV) or default_releases_dir())
-    rows: list[ReleaseRow] = []
-    hidden = 0
-    if not releases_dir.is_dir():
-        return [ReleaseRow(release="(releases folder)", dag_id="", error=f"{RELEASES_DIR_ENV} is not a folder")], 0
-    files, errors = spec_files(releases_dir)
-    for stem, message in errors.items():
-        if may_read(invalid_dag_id(stem)):
-            rows.append(ReleaseRow(release=stem, dag_id=invalid_dag_id(stem), error=message))
-        else:
-            hidden += 1
-    for path in files:
+    folder = Path(os.environ.get(RELEASES_DIR_ENV) or default_releases_dir())
+    if not folder.is_dir():
+        return {}
+    specs = {}
+    for path in spec_files(folder)[0]:
         try:
             spec = load_spec(path)
-        except Exception as e:  # noqa: BLE001 - a broken spec is shown as such, the others still are
-            if may_read(invalid_dag_id(path.stem)):
-                rows.append(ReleaseRow(release=path.stem, dag_id=invalid_dag_id(path.stem), error=str(e)))
-            else:
-                hidden += 1
+        except Exception:  # noqa: BLE001 - its DAG shows the error (an invalid-spec DAG)
             continue
-        if not may_read(spec.dag_id):
+        specs[spec.dag_id] = spec
+    return specs
+
+
+def load_index(session: Session, may_read) -> tuple[list[ReleaseRow], int]:
+    """Every release DAG the user may read (``may_read(dag_id)``), and how many were left out. The
+    router is built from the spec file when the api-server can read it, else from the spec the
+    release's last run recorded in its status record."""
+    from canary_operators.dag_factory import INVALID_TAG
+    from canary_operators.spec import ReleaseSpec
+    from canary_operators.spec.targets import target_releases
+
+    specs = specs_by_dag_id()
+    rows: list[ReleaseRow] = []
+    hidden = 0
+    for dag in canary_dags(session):
+        if not may_read(dag.dag_id):
             hidden += 1
             continue
-        runs = _runs(session, spec.dag_id)
+        if INVALID_TAG in {t.name for t in dag.tags}:
+            rows.append(ReleaseRow(release=release_of(dag.dag_id), dag_id=dag.dag_id,
+                                   error=str(dag.description or "the release spec does not load")))
+            continue
+        runs = _runs(session, dag.dag_id)
+        spec = specs.get(dag.dag_id)
         # A release across several targets keeps a status record and a router per target: a row each.
-        for release in (target_releases(spec).values() if spec.targets else [spec]):
-            status = read_status(session, release.name) or {}
-            ok, router = read_router(release, status)
-            rows.append(ReleaseRow(release=release.name, dag_id=spec.dag_id, phase=str(status.get("phase") or "idle"),
+        releases = list(target_releases(spec).values()) if spec is not None and spec.targets else [spec]
+        for release in releases:
+            name = release.name if release is not None else release_of(dag.dag_id)
+            status = read_status(session, name) or {}
+            if release is None and status.get("spec"):
+                try:
+                    release = ReleaseSpec.model_validate(status["spec"])
+                except Exception:  # noqa: BLE001 - then there is no router to read
+                    release = None
+            ok, router = read_router(release, status) if release is not None else (
+                False, "router not read: the API server cannot read this release's spec (set CANARY_RELEASES_DIR)")
+            rows.append(ReleaseRow(release=name, dag_id=dag.dag_id, phase=str(status.get("phase") or "idle"),
                                    status_weight=status.get("weight"), status_run=status.get("run_id"),
                                    decision=str(status.get("decision") or ""), router=router, router_ok=ok, runs=runs))
-    rows.sort(key=lambda r: r.release)
     return rows, hidden
