@@ -177,29 +177,46 @@ def test_waves_abort_all_also_undoes_the_promoted_first_wave(stack):
 GONE_RUN = "ci__v2__gone"
 
 
-@pytest.mark.parametrize("eu_phase, eu_weight", [("promoted", 0), ("gating", 20)], ids=["eu-promoted", "eu-mid-way"])
-def test_the_guard_reconciles_a_two_target_release_left_half_way(stack, in_task, eu_phase, eu_weight):
+@pytest.mark.parametrize("eu_phase, eu_weight, broken", [("promoted", 0, False), ("gating", 20, False), ("gating", 20, True)],
+                         ids=["eu-promoted", "eu-mid-way", "spec-file-broken"])
+def test_the_guard_reconciles_a_two_target_release_left_half_way(stack, in_task, eu_phase, eu_weight, broken):
     """The run that owned both targets is gone (deleted) with us at 20%, and eu either promoted or
     also at 20%: canary_guard's sweep, one task per target, puts every canary still above 0% back
-    on stable and records it per target, and leaves a promoted target alone."""
+    on stable and records it per target, and leaves a promoted target alone. When the spec file
+    broke meanwhile, the one sweep of the file finds the targets the run recorded at preflight and
+    guards each with the spec its record carries."""
+    from airflow.sdk import Variable
+
     from canary_operators.dag_factory import GUARD_DAG_ID, build_dags
     from canary_operators.operators.guard_release import GuardRelease
+    from canary_operators.operators.target_preflight import targets_variable
+    from canary_operators.spec.targets import target_releases
     from canary_operators.status import ReleaseStatus, read_status, write_status
     from tests.fakes import FakeTI, fake_context
 
     spec = spec_for("tg_guard")
     (stack.releases_dir / "tg_guard.yaml").write_text(yaml.safe_dump(spec))
+    released = target_releases(parse_spec(spec, "tg_guard.yaml"))
     for t, phase, weight in (("eu", eu_phase, eu_weight), ("us", "gating", 20)):
         stack.haproxy(f"set server {t}/stable weight {100 - weight}")
         stack.haproxy(f"set server {t}/canary weight {weight}")
         write_status(ReleaseStatus(release=f"tg_guard__{t}", phase=phase, run_id=GONE_RUN, dag_id="canary_tg_guard",
-                                   version="v2", stable_version="v1", weight=weight, decision=f"{t}: as the run left it"))
+                                   version="v2", stable_version="v1", weight=weight, decision=f"{t}: as the run left it",
+                                   spec=released[t].model_dump(mode="json")))
+    Variable.set(targets_variable("tg_guard"), ["eu", "us"], serialize_json=True)  # as each target's preflight writes it
+    if broken:
+        (stack.releases_dir / "tg_guard.yaml").write_text("name: tg_guard\nsteps: [5, 120, 100]\n")
 
     sweeps = [kw for kw in build_dags(stack.releases_dir, only_dag_id=GUARD_DAG_ID)[GUARD_DAG_ID]
               .get_task("reconcile").expand_input.value if kw["release_name"].startswith("tg_guard")]
-    assert [kw["release_name"] for kw in sweeps] == ["tg_guard__eu", "tg_guard__us"]  # one sweep per target
-    results = {kw["release_name"]: GuardRelease(task_id="reconcile", **kw).execute(fake_context("scheduled__guard", FakeTI(runs={})))
-               for kw in sweeps}
+    if broken:  # the file's one sweep, by the records' specs
+        assert [kw["release_name"] for kw in sweeps] == ["tg_guard"]
+        swept = GuardRelease(task_id="reconcile", **sweeps[0]).execute(fake_context("scheduled__guard", FakeTI(runs={})))
+        results = {r["release"]: r for r in swept["targets"]}
+    else:
+        assert [kw["release_name"] for kw in sweeps] == ["tg_guard__eu", "tg_guard__us"]  # one sweep per target
+        results = {kw["release_name"]: GuardRelease(task_id="reconcile", **kw).execute(fake_context("scheduled__guard", FakeTI(runs={})))
+                   for kw in sweeps}
 
     assert results["tg_guard__us"]["acted"] is True and stack.canary_weight("us") == 0
     us = read_status("tg_guard__us")
@@ -212,3 +229,4 @@ def test_the_guard_reconciles_a_two_target_release_left_half_way(stack, in_task,
     # safe to sweep twice
     again = [GuardRelease(task_id="reconcile", **kw).execute(fake_context("scheduled__guard", FakeTI(runs={}))) for kw in sweeps]
     assert not any(r["acted"] for r in again)
+    Variable.delete(targets_variable("tg_guard"))

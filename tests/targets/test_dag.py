@@ -73,4 +73,6 @@ def test_waves_go_one_after_another_and_abort_their_scope(abort, scope_2):
 def test_the_task_ids_read_as_target_dot_step():
     dag = dag_of()
     assert {t.task_id for t in dag.roots} == {"eu.preflight", "us.preflight"}
+    # each target's preflight also records the release's targets, for the guard of a broken file
+    assert dag.get_task("us.preflight").target_names == ["eu", "us"]
     assert dag.get_task("eu.shift_to_50").weight == 50

@@ -48,7 +48,33 @@ class GuardRelease(BaseOperator):
     def execute(self, context) -> dict:
         spec = self._spec()
         if spec is None:
+            from canary_operators.operators.target_preflight import recorded_targets
+
+            targets = recorded_targets(self.release_name)
+            if targets:  # a release across several targets whose file broke: each target by its recorded spec
+                return self._reconcile_targets(context, targets)
             return {"release": self.release_name, "acted": False, "reason": "spec broken and no recorded spec"}
+        return self._reconcile(context, spec)
+
+    def _reconcile_targets(self, context, targets: list[str]) -> dict:
+        from canary_operators.spec.targets import target_release_name
+
+        results, errors = [], []
+        for target in targets:
+            name = target_release_name(self.release_name, target)
+            recorded = read_status(name).spec
+            if not recorded:
+                results.append({"release": name, "acted": False, "reason": "no recorded spec"})
+                continue
+            try:
+                results.append(self._reconcile(context, ReleaseSpec.model_validate(recorded)))
+            except Exception as e:  # noqa: BLE001 - one target's router down must not leave the others unguarded
+                errors.append(f"{name}: {e}")
+        if errors:
+            raise AirflowFailException("; ".join(errors))
+        return {"release": self.release_name, "acted": any(r["acted"] for r in results), "targets": results}
+
+    def _reconcile(self, context, spec: ReleaseSpec) -> dict:
         status = read_status(spec.name)
         run = run_conf_from_status(status) or self._fallback_run(spec)
         if run is None:

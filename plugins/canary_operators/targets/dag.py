@@ -23,10 +23,11 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, TaskGroup, TriggerRule, chain
 
-from canary_operators.operators import ApproveStep, CompleteRollout, DeployCanary, MetricGate, Preflight, Promote, Rollback, ShiftTraffic
+from canary_operators.operators import ApproveStep, CompleteRollout, DeployCanary, MetricGate, Promote, Rollback, ShiftTraffic
 from canary_operators.operators.common import PREFLIGHT_TASK
 from canary_operators.operators.group_abort import GroupAbort
 from canary_operators.operators.rollback import ROLLBACK_POOL, ROLLBACK_PRIORITY
+from canary_operators.operators.target_preflight import TargetPreflight
 from canary_operators.spec import ReleaseSpec
 from canary_operators.spec.targets import abort_policy, target_releases
 from canary_operators.targets.plan import abort_scope, wave_order
@@ -39,9 +40,9 @@ def _ride_out(spec: ReleaseSpec) -> dict:
                 retry_exponential_backoff=2.0, max_retry_delay=timedelta(seconds=60))
 
 
-def _target_stages(release: ReleaseSpec) -> dict[str, list]:
+def _target_stages(release: ReleaseSpec, target_names: list[str]) -> dict[str, list]:
     """The target's tasks by stage, in order: preflight, deploy, one stage per step, promote."""
-    stages: dict[str, list] = {"preflight": [Preflight(task_id=PREFLIGHT_TASK, release=release)]}
+    stages: dict[str, list] = {"preflight": [TargetPreflight(task_id=PREFLIGHT_TASK, release=release, target_names=target_names)]}
     if release.deploy is not None:
         stages["deploy"] = [DeployCanary(task_id="deploy_canary", release=release)]
     approve_before = set(release.approval_points)
@@ -124,7 +125,7 @@ def build_targets_dag(spec: ReleaseSpec, source: str = "") -> DAG:
         undo: dict[str, tuple] = {}
         for name, release in releases.items():
             with TaskGroup(group_id=name, tooltip=f"{name}: {release.router.type} {release.router.conn_id or ''}"):
-                stages[name] = _target_stages(release)
+                stages[name] = _target_stages(release, list(releases))
                 undo[name] = _target_undo(release, stages[name])
         if spec.strategy == "lockstep":
             _barrier(stages)
