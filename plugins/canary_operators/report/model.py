@@ -41,7 +41,14 @@ class RunReport:
 
     # -- derived -----------------------------------------------------------------------------------
     def xcom(self, task_id: str, key: str = "return_value"):
-        return (self.xcoms.get(task_id) or {}).get(key)
+        """A task's XCom. In a release across several targets a task is one per target (``rollback``
+        is ``eu.rollback``, ``us.rollback``): then the first target's that has it."""
+        if task_id in self.xcoms:
+            return (self.xcoms.get(task_id) or {}).get(key)
+        for full_id in sorted(self.xcoms):
+            if full_id.rpartition(".")[2] == task_id and (self.xcoms[full_id] or {}).get(key) is not None:
+                return self.xcoms[full_id][key]
+        return None
 
     def task(self, task_id: str) -> TaskRow | None:
         return next((t for t in self.tasks if t.task_id == task_id), None)
