@@ -3,8 +3,9 @@
     make bench-parse                                   # installs dag-factory (bench only), then runs this
     .venv/bin/python bench/parse.py --sizes 100 500 1000 --repeat 3
 
-It writes N release specs (production-shaped: 5 steps, 6 checks, a promote action; 13 tasks; four
-distinct timing settings), and for each the equivalent dag-factory YAML: the same DAG ids, task ids
+It writes N release specs (production-shaped: 5 steps, 6 checks, a promote action; 13 tasks; each
+service its own business metric, so every spec's static plan is distinct), and for each the
+equivalent dag-factory YAML: the same DAG ids, task ids
 and edges (EmptyOperator tasks; the same param names and defaults, as plain values, since
 dag-factory's YAML has no JSON-schema form). Each parse runs in a fresh process, as the DAG
 processor forks one per file, and times what that process does: ``_parse_file`` (import the DAG
@@ -13,8 +14,10 @@ back. What the processor's manager has imported before it forks (the processor m
 file's own ``airflow`` imports) is imported first. The task-run parse is what the task runner does before a task starts: ``BundleDagBag`` of
 the DAG file with ``get_parsing_context().dag_id`` set.
 
+Ours is timed twice: "cold", every static plan new (the first parse after a deploy or an upgrade;
+about 15 ms a spec), and "warm", plans read from the plan cache (every later parse).
 CPU seconds are the figure judged ("on one core": the parse is single-threaded); wall seconds are
-printed beside them. Paired runs, ours then dag-factory, ``--repeat`` times; medians. It prints
+printed beside them. Paired runs (ours cold, ours warm, dag-factory), ``--repeat`` times; medians. It prints
 figures and whether each target is met; the exit code does not depend on the targets.
 """
 
@@ -39,13 +42,13 @@ TARGET_SERIALIZE_SECONDS = 25.0  # 1,000 specs, one core
 TARGET_RATIO = 3.0  # dag-factory's time / ours, 1,000 specs
 TARGET_TASK_RUN_SECONDS = 1.0  # a task run's parse with 1,000 specs present
 
-# A fleet has a few distinct timing settings; each distinct one is planned once per parse.
+# A fleet has a few distinct timing settings.
 TIMINGS = [("5m", "20m"), ("2m", "10m"), ("10m", "30m"), ("1m", "15m")]
 CHECKS = [
     {"name": "errors", "kind": "error_rate", "max_increase_pp": 0.5, "min_requests": 500},
     {"name": "p50", "kind": "latency", "quantile": 0.5, "max_ratio": 1.1},
     {"name": "p99", "kind": "latency", "quantile": 0.99, "max_ratio": 1.1},
-    {"name": "conversion", "kind": "business", "metric": "checkouts_total", "min_ratio": 0.95},
+    {"name": "conversion", "kind": "business", "metric": "<service>_conversions_total", "min_ratio": 0.95},
     {"name": "cpu", "kind": "resource", "resource": "cpu", "max_ratio": 1.3},
     {"name": "memory", "kind": "resource", "resource": "memory", "max_ratio": 1.3},
 ]
@@ -63,7 +66,7 @@ def release_spec(i: int) -> dict:
         "metrics": {"type": "prometheus", "conn_id": "prometheus_default",
                     "settings": {"version_label": "version", "labels": {"job": name}}},
         "steps": [1, 5, 25, 50, 100], "bake_time": bake, "gate_timeout": timeout, "poke_interval": "30s",
-        "checks": CHECKS,
+        "checks": [{**c, "metric": f"{name.replace('-', '_')}_conversions_total"} if "metric" in c else c for c in CHECKS],
         "promote": {"type": "command", "command": ["kubectl", "set", "image", f"deployment/{name}", f"app=registry/{name}:{{version}}"]},
     }
 
@@ -96,7 +99,7 @@ def write_fleet(work: Path, n: int) -> tuple[Path, Path]:
         data = release_spec(i)
         (specs / f"{data['name']}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
         key = (data["bake_time"], data["gate_timeout"])
-        if key not in shapes:  # ids, edges and param defaults depend only on the shape
+        if key not in shapes:  # ids, edges and param defaults depend only on the timings
             shapes[key] = dag_factory_config(build_dag(parse_spec(data, "bench")))
         (template,) = shapes[key].values()
         config = {f"canary_{data['name']}": {**template, "description": data["description"],
@@ -146,13 +149,16 @@ def child(kind: str, dag_file: Path, dag_id: str | None) -> None:
                       "import_errors": result.import_errors, "edges": edges}))
 
 
-def measure(kind: str, dag_file: Path, specs: Path, home: Path, dag_id: str | None = None) -> dict:
+def measure(kind: str, dag_file: Path, specs: Path, home: Path, dag_id: str | None = None,
+            plan_cache: Path | None = None) -> dict:
+    """One parse in a fresh process. ``plan_cache``: the static plans' folder (a new one: cold)."""
+    plan_cache = plan_cache or Path(tempfile.mkdtemp(prefix="plans-", dir=home))
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(dag_file.parent),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "CANARY_RELEASES_DIR": str(specs),
+        "CANARY_RELEASES_DIR": str(specs), "CANARY_PLAN_CACHE_DIR": str(plan_cache),
         # Lifted so that both finish and are measured: dag-factory's 1,000 DAGs take longer than the
         # default 30 s to import on a loaded machine.
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "0",
@@ -197,33 +203,35 @@ def main() -> None:
     started = time.monotonic()
     print(f"Parse benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, repeat {args.repeat} (medians). "
           "CPU s = one core's seconds for the processor's per-file work (build + serialize + encode).", flush=True)
-    print(f"{'specs':>6} | {'ours CPU s':>10} | {'ours wall s':>11} | {'dag-factory CPU s':>17} | "
-          f"{'dag-factory wall s':>18} | {'ratio':>6} | {'ours s/spec':>11}", flush=True)
+    print(f"{'specs':>6} | {'ours cold CPU s':>15} | {'ours warm CPU s':>15} | {'dag-factory CPU s':>17} | "
+          f"{'ratio cold':>10} | {'ratio warm':>10} | wall s: ours cold, warm, dag-factory", flush=True)
     results: dict[int, dict] = {}
     with tempfile.TemporaryDirectory(prefix="canary-parse-bench-") as tmp:
         tmp = Path(tmp)
         (tmp / "home").mkdir()
         for n in args.sizes:
             specs, df_file = write_fleet(tmp / f"n{n}", n)
-            ours, theirs = [], []
+            cold, warm, theirs = [], [], []
             for _ in range(args.repeat):
-                ours.append(measure("ours", DAG_FILE, specs, tmp / "home"))
+                plans = Path(tempfile.mkdtemp(prefix="plans-", dir=tmp / "home"))
+                cold.append(measure("ours", DAG_FILE, specs, tmp / "home", plan_cache=plans))
+                warm.append(measure("ours", DAG_FILE, specs, tmp / "home", plan_cache=plans))
                 theirs.append(measure("dag-factory", df_file, specs, tmp / "home"))
-            for runs, want, label in ((ours, n + 1, "ours (+ canary_guard)"), (theirs, n, "dag-factory")):
+            for runs, want, label in ((cold + warm, n + 1, "ours (+ canary_guard)"), (theirs, n, "dag-factory")):
                 bad = [r for r in runs if r["dags"] != want or r["import_errors"]]
                 if bad:
                     raise SystemExit(f"{label}, {n} specs: {bad[0]['dags']} DAGs (want {want}), import errors {bad[0]['import_errors']}")
-            mine = {k: v for k, v in ours[0]["edges"].items() if k != "canary_guard"}
-            same = mine == theirs[0]["edges"]
-            cpu_o, cpu_t = median(ours, "cpu"), median(theirs, "cpu")
-            results[n] = {"ours": cpu_o, "theirs": cpu_t, "same": same}
-            print(f"{n:>6} | {cpu_o:>10.2f} | {median(ours, 'wall'):>11.2f} | {cpu_t:>17.2f} | "
-                  f"{median(theirs, 'wall'):>18.2f} | {cpu_t / cpu_o:>5.2f}x | {cpu_o / n * 1000:>8.1f} ms"
+            mine = {k: v for k, v in cold[0]["edges"].items() if k != "canary_guard"}
+            same = mine == theirs[0]["edges"] and cold[0]["edges"] == warm[0]["edges"]
+            r = results[n] = {"cold": median(cold, "cpu"), "warm": median(warm, "cpu"), "theirs": median(theirs, "cpu"), "same": same}
+            print(f"{n:>6} | {r['cold']:>15.2f} | {r['warm']:>15.2f} | {r['theirs']:>17.2f} | "
+                  f"{r['theirs'] / r['cold']:>9.2f}x | {r['theirs'] / r['warm']:>9.2f}x | "
+                  f"{median(cold, 'wall'):.1f}, {median(warm, 'wall'):.1f}, {median(theirs, 'wall'):.1f}"
                   + ("" if same else "   (task ids or edges DIFFER)"), flush=True)
         n = max(args.sizes)
         specs, df_file = tmp / f"n{n}" / "specs", tmp / f"n{n}" / "dag-factory-dags" / "dag_factory_releases.py"
         dag_id = f"canary_{release_spec(n // 2)['name']}"
-        task_ours = [measure("task-run", DAG_FILE, specs, tmp / "home", dag_id) for _ in range(args.repeat)]
+        task_ours = [measure("task-run", DAG_FILE, specs, tmp / "home", dag_id) for _ in range(args.repeat)]  # its plan new
         task_theirs = [measure("task-run", df_file, specs, tmp / "home", dag_id) for _ in range(args.repeat)]
         if task_ours[0]["dags"] != [dag_id] or task_ours[0]["import_errors"]:
             raise SystemExit(f"task-run parse built {task_ours[0]['dags'][:5]}, import errors {task_ours[0]['import_errors']}")
@@ -238,10 +246,11 @@ def main() -> None:
     print("\nTargets:")
     if 1000 in results:
         r = results[1000]
-        print(f"- 1,000 specs serialize in under {TARGET_SERIALIZE_SECONDS:g} s on one core: {r['ours']:.2f} s CPU: "
-              f"{verdict(r['ours'] < TARGET_SERIALIZE_SECONDS)}")
-        print(f"- at least {TARGET_RATIO:g}x faster than dag-factory 1.1.0 at 1,000 specs: {r['theirs'] / r['ours']:.2f}x: "
-              f"{verdict(r['theirs'] / r['ours'] >= TARGET_RATIO)}")
+        for when, key in (("every static plan new (cold)", "cold"), ("plans cached (warm)", "warm")):
+            print(f"- 1,000 specs serialize in under {TARGET_SERIALIZE_SECONDS:g} s on one core, {when}: {r[key]:.2f} s CPU: "
+                  f"{verdict(r[key] < TARGET_SERIALIZE_SECONDS)}")
+            print(f"- at least {TARGET_RATIO:g}x faster than dag-factory 1.1.0 at 1,000 specs, {when}: "
+                  f"{r['theirs'] / r[key]:.2f}x: {verdict(r['theirs'] / r[key] >= TARGET_RATIO)}")
     else:
         print("- the serialize and ratio targets are for 1,000 specs: run with --sizes ... 1000")
     label = f"{n:,} specs" if n == 1000 else f"{n:,} specs (the target is for 1,000)"

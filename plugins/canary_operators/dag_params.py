@@ -7,9 +7,12 @@ conf again against the spec at run time.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import math
+import os
+from pathlib import Path
 
 from airflow.sdk import Param
 
@@ -22,16 +25,55 @@ log = logging.getLogger(__name__)
 _PLAN_FIELDS = {"steps", "bake_time", "gate_timeout", "settle_time", "evidence_at", "plan", "plan_max_gate_timeout", "checks"}
 
 
+PLAN_CACHE_ENV = "CANARY_PLAN_CACHE_DIR"
+
+
+def plan_cache_dir() -> Path:
+    """Where static plans are kept between parses: ``$CANARY_PLAN_CACHE_DIR``, else
+    ``$AIRFLOW_HOME/cache/canary_form_plans``."""
+    if os.environ.get(PLAN_CACHE_ENV):
+        return Path(os.environ[PLAN_CACHE_ENV])
+    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "cache" / "canary_form_plans"
+
+
+@functools.lru_cache(maxsize=1)
+def _code_fingerprint() -> str:
+    """A hash of this package's source: any change to the planner, the judge or the spec models
+    plans again."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 @functools.lru_cache(maxsize=1024)
 def _static_plan(fields_json: str) -> str:
+    # Planning takes about 15 ms a spec, and the DAG processor parses in a fresh process each
+    # time: 1,000 distinct specs would add 15 s to every parse. So plans are also kept on disk,
+    # keyed by what they are planned from and by the code that plans them.
+    key = hashlib.sha256(f"{_code_fingerprint()}\0{fields_json}".encode()).hexdigest()
+    cached = plan_cache_dir() / f"{key}.txt"
+    try:
+        return cached.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        pass  # not planned yet, or unreadable: plan again
     spec = ReleaseSpec.model_validate({**json.loads(fields_json), "name": "plan", "router": {"type": "-"},
                                        "metrics": {"type": "-"}})
-    return form_text(spec)
+    text = form_text(spec)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        partial = cached.with_name(f".{key}.{os.getpid()}.tmp")
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, cached)  # readers see the whole text or none
+    except OSError as e:
+        log.debug("static plan not cached in %s: %s", cached.parent, e)
+    return text
 
 
 def static_plan(spec: ReleaseSpec) -> str:
     """The evidence planner's short plan at a few traffic levels, from the spec alone (the trigger
-    form); empty with plan: off. Cached: parsing many specs plans each distinct setting once."""
+    form); empty with plan: off. Cached in the process and on disk (``plan_cache_dir``): parsing
+    many specs plans each distinct setting once."""
     if spec.plan == "off":
         return ""
     try:
