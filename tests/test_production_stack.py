@@ -109,14 +109,13 @@ def test_a_postgres_that_cannot_start_fails_with_the_reason(postgres):
 
 def test_airflow_runs_on_postgres_and_celery(airflow, postgres):
     """What the other tests run on: the metadata is in PostgreSQL, and the scheduler's executor is Celery."""
-    health = airflow.api().get(f"{airflow.url}/api/v2/monitor/health", timeout=5).json()
+    health = airflow.api().get(f"{airflow.url}/api/v2/monitor/health", timeout=30).json()
     assert {k: v["status"] for k, v in health.items() if isinstance(v, dict) and "status" in v} == {
         "metadatabase": "healthy", "scheduler": "healthy", "triggerer": "healthy", "dag_processor": "healthy"}, health
     dags = {row[0] for row in postgres.query("SELECT dag_id FROM dag")}
     assert {local_run.DAG_ID, "canary_guard", *(f"canary_{name}" for name in FLEET)} <= dags
-    config = airflow.api().get(f"{airflow.url}/api/v2/config/section/core/option/executor", timeout=5)
     scheduler_log = (airflow.logs / "scheduler.log").read_text(errors="replace")
-    assert "CeleryExecutor" in scheduler_log or "CeleryExecutor" in config.text, scheduler_log[-3000:]
+    assert "Loaded executor: :CeleryExecutor:" in scheduler_log, scheduler_log[-3000:]
 
 
 def test_ci_client_promotes_a_healthy_version(promoted_by_ci, api, demo_stack):
