@@ -96,6 +96,10 @@ def test_a_spec_without_targets_is_unchanged():
     (dict(targets=..., router=haproxy("x"), metrics=prometheus("x"), strategy="waves"), "strategy: only with targets"),
     (dict(targets=..., router=haproxy("x"), metrics=prometheus("x"), target_of="other"), "target_of: unknown field"),
     (dict(targets=..., router=...), "router: Field required"),
+    (dict(targets=[{"name": "eu", "router": haproxy("x"), "metrics": prometheus("eu"), "deploy": {"type": "webhook"}}]),
+     "targets[0].deploy.conn_id: Field required"),  # no union tag (deploy.webhook.conn_id) in the location
+    (dict(targets=[{"name": "eu", "router": haproxy("x"), "metrics": prometheus("eu"),
+                    "checks": [{"name": "p", "kind": "latency", "quantile": 0.3}]}]), "targets[0].checks[0].quantile=0.3: "),
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
 def test_a_wrong_target_is_an_error_naming_it(changes, message):
     with pytest.raises(SpecError) as e:

@@ -66,8 +66,11 @@ UNION_TAGS: dict[str, frozenset[str]] = {
 
 
 def _without_union_tags(loc: tuple) -> tuple:
-    """Drop the tag pydantic adds after a tagged union (checks[0].latency.quantile → checks[0].quantile)."""
+    """Drop the tag pydantic adds after a tagged union (checks[0].latency.quantile → checks[0].quantile),
+    also inside a target (targets[0].deploy.webhook.conn_id → targets[0].deploy.conn_id)."""
     parts = list(loc)
+    if len(parts) > 2 and parts[0] == "targets" and isinstance(parts[1], int):  # a target's fields are the spec's
+        return (*parts[:2], *_without_union_tags(tuple(parts[2:])))
     tags = UNION_TAGS.get(parts[0], frozenset()) if parts else frozenset()
     at = 2 if len(parts) > 1 and isinstance(parts[1], int) else 1  # after the list index, if any
     if len(parts) > at and parts[at] in tags:
