@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from canary_operators.spec import load_spec
+
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "include" / "releases").glob("*.yaml"))
 # Specs with targets have a task group per target; their shape is tested in tests/targets/test_dag.py.
-SINGLE_TARGET_SPECS = [p for p in SPECS if not __import__("canary_operators.spec", fromlist=["load_spec"]).load_spec(p).targets]
+SINGLE_TARGET_SPECS = [p for p in SPECS if not load_spec(p).targets]
 
 
 def dagbag(releases_dir: Path | None = None, monkeypatch=None):
