@@ -114,12 +114,12 @@ def serve_prometheus(query_ms: float, comms_ms: float) -> None:
 
     stats = {"connections": 0, "queries": 0, "requests": 0}
     evaluating = asyncio.Semaphore(20)  # Prometheus' default --query.max-concurrency
-    seen: set[int] = set()
+    seen: set = set()
 
     async def query(request: web.Request) -> web.Response:
-        transport = id(request.transport)
-        if transport not in seen:
-            seen.add(transport)
+        client = request.transport.get_extra_info("peername")  # a new connection comes from a new port
+        if client not in seen:
+            seen.add(client)
             stats["connections"] += 1
         params = request.query if request.method == "GET" else await request.post()
         data, queries = answer_batch(params.get("query", ""), request.path, params)
