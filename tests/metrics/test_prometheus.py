@@ -358,7 +358,8 @@ class _Slow(http.server.BaseHTTPRequestHandler):
 
         cls = type(self)
         url = urlparse(self.path)
-        query, ranged = parse_qs(url.query)["query"][0], url.path.endswith("query_range")
+        form = url.query if self.command == "GET" else self.rfile.read(int(self.headers["Content-Length"])).decode()
+        query, ranged = parse_qs(form)["query"][0], url.path.endswith("query_range")
         with cls.lock:
             cls.queries.append(query)
             cls.in_flight += 1
@@ -378,6 +379,8 @@ class _Slow(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    do_POST = do_GET  # batches go in the body
 
     def log_message(self, *args):
         pass
@@ -423,7 +426,8 @@ def test_batches_answer_as_the_queries_one_by_one_on_a_real_prometheus(prometheu
     batched = [batched_provider.measure(check, SCOPE_BAD) for check in checks]
     fetched = []
     fetch = PrometheusProvider._fetch
-    monkeypatch.setattr(PrometheusProvider, "_fetch", lambda self, path, params: fetched.append(params["query"]) or fetch(self, path, params))
+    monkeypatch.setattr(PrometheusProvider, "_fetch", lambda self, path, params, method="GET": fetched.append(params["query"])
+                        or fetch(self, path, params, method))
     again = [provider(prometheus).measure(check, SCOPE_BAD) for check in checks]
     assert again == batched and len(fetched) == 6 and all(" or label_replace(" in q for q in fetched)
     monkeypatch.setattr(PrometheusProvider, "_fetch_batch", lambda self, calls: [module._outcome(fetch, self, *c) for c in calls])

@@ -14,8 +14,8 @@ widened for longer windows). Through ``clients.http``, HTTP 429 is retried (``Re
 honoured, capped) for up to ``rate_limit_budget_seconds``, then ``BackendUnavailable``.
 
 One measurement's queries (up to 8: both arms' counts, values, buckets and periods) go out as at
-most two requests (its instant queries in one, its range queries in another: each query labelled
-with its index by ``label_replace`` and joined with ``or``), at the same time
+most two POST requests (its instant queries in one, its range queries in another; each query
+labelled with its index by ``label_replace`` and joined with ``or``), at the same time
 (``metrics.base.fetch_all``), on the process's shared connections. A batch Prometheus rejects is
 asked query by query. Answers are kept per provider instance (one look), so checks that share a
 query (the requests count) ask it once. Errors surface in the order the queries were always
@@ -270,14 +270,14 @@ class PrometheusProvider(MetricsProvider):
         """Queries of one kind and time (instant, or one range grid) in one request, each labelled
         with its index (``label_replace``) and joined with ``or``; one answer (or error) each.
         Prometheus still evaluates every query. A batch it rejects (one query may be wrong, or not
-        a vector) is asked query by query, so each error stays that query's own; an unavailable
-        or refusing Prometheus fails them all alike."""
+        a vector, or POST not allowed on the way) is asked query by query, so each error stays that
+        query's own; an unavailable or refusing Prometheus fails them all alike."""
         if len(calls) == 1:
             return [self._fetch(*calls[0])]
         path, params = calls[0]
         batch = " or ".join(f'label_replace({p["query"]}, "{_BATCH_LABEL}", "{i}", "", "")' for i, (_, p) in enumerate(calls))
         try:
-            data = self._fetch(path, {**params, "query": batch})
+            data = self._fetch(path, {**params, "query": batch}, "POST")  # in the body: no URL length limit
             parts: list[list] = [[] for _ in calls]
             for series in data.get("result") or []:
                 parts[int(series["metric"].pop(_BATCH_LABEL))].append(series)
@@ -285,9 +285,9 @@ class PrometheusProvider(MetricsProvider):
         except (MetricsError, KeyError, ValueError, IndexError, AttributeError, TypeError):
             return [_outcome(self._fetch, *call) for call in calls]
 
-    def _fetch(self, path: str, params: dict) -> dict:
+    def _fetch(self, path: str, params: dict, method: str = "GET") -> dict:
         try:
-            body = self.http.json("GET", path, params=params)
+            body = self.http.json(method, path, **({"params": params} if method == "GET" else {"data": params}))
         except Unavailable as e:
             raise BackendUnavailable(str(e)) from None
         except HttpError as e:  # refused, or a rejected query (Prometheus says why in JSON)
