@@ -481,3 +481,20 @@ def test_an_error_is_not_kept_for_the_next_measurement():
             p.measure(ERRORS, SCOPE_GOOD)
         handler.fail = {}
         assert p.measure(ERRORS, SCOPE_GOOD).baseline.requests == 2000
+
+
+def test_a_batch_refused_on_the_way_is_asked_query_by_query():
+    """A proxy that allows only GET (405 for the batch's POST): each query is asked on its own."""
+    handler, server = slow_prometheus()
+
+    def refuse(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(405)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    refuse_post = type("NoPost", (handler,), {"do_POST": refuse})
+    with serve_http(refuse_post) as port:
+        m = provider(Endpoint(host="127.0.0.1", port=port)).measure(ERRORS, SCOPE_GOOD)
+    assert (m.canary.requests, m.canary.events, m.baseline.requests, m.baseline.events) == (1000, 10, 2000, 20)
+    assert len(handler.queries) == 4 and not any("label_replace" in q for q in handler.queries)
