@@ -311,7 +311,7 @@ async def run_gates(n: int, poke: float, periods: int, port: int, comms_port: in
         triggers.append(MetricGateTrigger(release=release.model_dump(mode="json"), run=run.model_dump(mode="json"),
                                           weight=WEIGHT, shifted_at=now - 900, poke_interval=poke,
                                           rollout_started_at=now - 900, run_id=run_id, task_id=f"gate_{WEIGHT}",
-                                          gate_timeout=6 * 86400.0))
+                                          gate_timeout=6 * 86400.0, dag_id=f"canary_{release.name}"))
     # One look first, so imports and pools are in place before memory is read.
     first_release, first_run = triggers[0]._parsed()
     await asyncio.to_thread(evaluate, first_release, first_run, WEIGHT, now - 900, {})
