@@ -9,7 +9,7 @@ that every coordinate stays a finite number.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import escape
 
 WIDTH, HEIGHT = 660, 240
@@ -58,7 +58,6 @@ class Chart:
     markers: tuple[Marker, ...] = ()
     x_label: str = "seconds"
     css_class: str = "chart"
-    notes: tuple[str, ...] = field(default=())  # short lines under the title, e.g. the threshold
 
 
 def finite(value) -> float | None:
