@@ -168,6 +168,34 @@ def test_a_guard_task_parses_only_the_guard(tmp_path):
     assert set(build_dags(releases_with_a_broken_spec(tmp_path), only_dag_id="canary_web")) == {"canary_web"}
 
 
+def mapped(dag) -> list[dict]:
+    return dag.get_task("reconcile").expand_input.value
+
+
+def test_a_guard_task_run_maps_the_same_tasks_without_reading_any_spec_in_full(tmp_path, monkeypatch):
+    """The guard's task run lists the releases from the files (no spec loaded and validated, so it
+    stays cheap with 1,000 specs) and gets the mapped tasks the full parse scheduled, broken files,
+    several targets, and a broken spec with targets (guarded per target, by their records) too."""
+    releases = releases_with_a_broken_spec(tmp_path)
+    shutil.copy(ROOT / "include" / "releases" / "web-regions.yaml", releases)
+    broken_targets = (ROOT / "include" / "releases" / "shop-lockstep.yaml").read_text().replace("steps:", "steps: [1, 200]\nold_steps:", 1)
+    (releases / "shop-lockstep.yaml").write_text(broken_targets)
+    (releases / "garbled.yaml").write_text("targets: [{name: eu}, {name: eu}\n")  # not even YAML: its name
+    full = build_dags(releases)
+    assert "invalid-spec" in full["canary_shop-lockstep"].tags and "invalid-spec" in full["canary_garbled"].tags
+
+    import canary_operators.dag_factory as dag_factory
+
+    def no_loading(path):
+        raise AssertionError(f"the guard's task run loaded {path}")
+
+    monkeypatch.setattr(dag_factory, "load_spec", no_loading)
+    guard_only = build_dags(releases, only_dag_id=GUARD_DAG_ID)
+    assert mapped(guard_only[GUARD_DAG_ID]) == mapped(full[GUARD_DAG_ID])
+    assert [kwargs["release_name"] for kwargs in mapped(full[GUARD_DAG_ID])] == [
+        "broken", "demo", "garbled", "shop-lockstep__blue", "shop-lockstep__green", "web", "web-regions__eu", "web-regions__us"]
+
+
 # -- one sweep against the demo stack's real HAProxy ----------------------------------------------
 
 RUN = "ci__v2__2026-11-30"

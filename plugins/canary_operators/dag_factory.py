@@ -37,7 +37,7 @@ from canary_operators.operators import ApproveStep, CompleteRollout, DeployCanar
 from canary_operators.operators.common import PREFLIGHT_TASK
 from canary_operators.operators.rollback import ROLLBACK_POOL, ROLLBACK_PRIORITY
 from canary_operators.spec import ReleaseSpec, display_path, load_spec
-from canary_operators.spec.targets import release_names, router_claims
+from canary_operators.spec.targets import router_claims
 
 log = logging.getLogger(__name__)
 RELEASES_DIR_ENV = "CANARY_RELEASES_DIR"
@@ -196,6 +196,32 @@ def build_guard_dag(specs: dict[str, Path]) -> DAG:
     return dag
 
 
+def guarded_names(path: Path) -> list[str]:
+    """The release names ``canary_guard`` maps over for one spec file, from its text alone (not
+    validated): ``<stem>__<target>`` per target when it lists targets by name, else ``<stem>``.
+
+    The full parse and the guard's own task run both list them this way, so they agree on the
+    mapped tasks, and a guard task run reads no spec in full (each task loads its own)."""
+    from canary_operators.spec.loading import read_spec_text
+    from canary_operators.spec.targets import target_release_name
+
+    try:
+        text = read_spec_text(path, display_path(path))
+        if "targets" in text:  # else no YAML parse: most specs have one target
+            import yaml
+
+            from canary_operators.spec.loading import _refuse_many_aliases, _UniqueKeyLoader
+
+            _refuse_many_aliases(text)
+            targets = (yaml.load(text, Loader=_UniqueKeyLoader) or {}).get("targets")  # noqa: S506 (a safe loader)
+            names = [t.get("name") for t in targets] if isinstance(targets, list) and all(isinstance(t, dict) for t in targets) else []
+            if names and all(isinstance(n, str) and n for n in names) and len(set(names)) == len(names):
+                return [target_release_name(path.stem, n) for n in names]
+    except Exception as e:  # noqa: BLE001 - a file that cannot be listed is guarded by its name
+        log.debug("canary_guard: %s listed by its name: %s", path, e)
+    return [path.stem]
+
+
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
@@ -244,8 +270,10 @@ def build_dags(releases_dir: Path | str | None = None, only_dag_id: str | None =
         broken[invalid_dag_id(stem)] = message
         guarded.setdefault(stem, releases_dir / f"{stem}.yaml")  # guarded by its recorded spec
     for path in files:
-        if only_dag_id and only_dag_id != invalid_dag_id(path.stem) and not want_guard:
-            continue  # a task run needs only its own DAG
+        if want_guard:
+            guarded.update(dict.fromkeys(guarded_names(path), path))
+        if only_dag_id and only_dag_id != invalid_dag_id(path.stem):
+            continue  # a task run needs only its own DAG (the guard's: none, it lists the files)
         try:
             spec = load_spec(path)
             claims = router_claims(spec)  # one per target when the spec has targets
@@ -254,17 +282,14 @@ def build_dags(releases_dir: Path | str | None = None, only_dag_id: str | None =
                     raise SpecError(f"{display_path(path)}: router: the same traffic target as {targets[target]}; one release "
                                     "per target, since the safe start and canary_guard judge a target by its one status record")
             targets.update(dict.fromkeys(claims, path.name))
-            guarded.update(dict.fromkeys(release_names(spec), path))
             if only_dag_id in (None, spec.dag_id):
                 dags[spec.dag_id] = build_dag(spec, source=path.name)
         except SpecError as e:
             log.error("invalid release spec: %s", e)
             broken[invalid_dag_id(path.stem)] = str(e)
-            guarded.setdefault(path.stem, path)  # its canary may be serving: guard it by its recorded spec
         except Exception as e:  # noqa: BLE001 - any failure of one file is that file's error
             log.exception("release spec %s failed to load", path)
             broken[invalid_dag_id(path.stem)] = f"{display_path(path)}: (file): {type(e).__name__}: {e}"
-            guarded.setdefault(path.stem, path)
     if want_guard and guarded:
         dags[GUARD_DAG_ID] = build_guard_dag(guarded)
     for dag_id, message in broken.items():
