@@ -133,6 +133,18 @@ def test_rate_bounds_contain_the_estimate(events, exposure):
     assert 0 <= lower <= estimate <= upper
 
 
+def test_a_bound_tolerance_stops_the_bisection_early_and_only_inside_its_block():
+    """The evidence planner bisects the rate bounds to a relative tolerance; the judge (the default)
+    to the last bit, the same bounds as always."""
+    exact = stats.poisson_rate_bounds(37, 12_000, 0.05)
+    with stats.bound_tolerance(1e-4):
+        coarse = stats.poisson_rate_bounds(37, 12_000, 0.05)
+    assert coarse != exact
+    assert all(0 <= c - e <= 1e-4 * e for c, e in zip(coarse, exact))  # the same end of the bracket as without
+    assert stats.poisson_rate_bounds(37, 12_000, 0.05) == exact
+    assert exact == (0.0017226128487693249, 0.004992607225383824)  # as before the tolerance existed
+
+
 @given(share=st.floats(0.01, 0.99), trials=st.integers(1, 100000))
 def test_proportion_interval_is_ordered_and_contains_p(share, trials):
     lo, hi = stats.proportion_interval(share, trials, 0.01)

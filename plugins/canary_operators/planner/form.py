@@ -10,7 +10,7 @@ from canary_operators.planner.plan import Traffic
 FORM_RATES = (1.0, 10.0, 100.0)
 FORM_ERROR_RATE = 0.01
 # The judge's rate bounds to this relative precision, not to the last bit: the form shows times to
-# two or three figures, and the bounds' bisection was most of a cold parse (~18 ms a plan, 6 ms with this).
+# two or three figures, and the bounds' bisection was most of a cold parse (~18 ms a plan; under 5 ms with this).
 FORM_BOUND_TOLERANCE = 1e-4
 
 
