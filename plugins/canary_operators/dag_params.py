@@ -48,8 +48,8 @@ def _code_fingerprint() -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _static_plan(fields_json: str) -> str:
-    # Planning takes about 15 ms a spec, and the DAG processor parses in a fresh process each
-    # time: 1,000 distinct specs would add 15 s to every parse. So plans are also kept on disk,
+    # Planning takes about 5 ms a spec, and the DAG processor parses in a fresh process each
+    # time: 1,000 distinct specs would add 5 s to every parse. So plans are also kept on disk,
     # keyed by what they are planned from and by the code that plans them.
     key = hashlib.sha256(f"{_code_fingerprint()}\0{fields_json}".encode()).hexdigest()
     cached = plan_cache_dir() / f"{key}.txt"
