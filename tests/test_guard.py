@@ -43,6 +43,9 @@ VERDICTS = [
     ("rolled_back",       "ci__v2", 0,   "failed",  10_000, LEAVE),  # closed and at 0%: nothing to do
     ("idle",              "ci__v2", 0,   "success", 10_000, LEAVE),  # preflight took it, then the run was skipped
     ("gating",            "ci__v2", 0,   "running", 5,      LEAVE),  # gating at 0% (a skipped step): live
+    ("rolling_back",      "ci__v2", 0,   "running", 141,    ACT),    # the gate reset it, then the DAG was paused: no undo comes
+    ("gating",            "ci__v2", 0,   "running", 141,    ACT),    # ... or any mid-way record silent at 0%
+    ("rolling_back",      "ci__v2", 0,   "running", 140,    LEAVE),  # at the limit, not past it
     ("gating",            "ci__v2", 0,   "failed",  5,      ACT),    # 0%, but the record says mid-way: close it
     ("shifting",          "ci__v2", 0,   None,      5,      ACT),    # ... also when the run was deleted
     ("awaiting_approval", "ci__v2", 0,   "success", 5,      ACT),    # ... and when it was marked success by hand
@@ -81,6 +84,13 @@ def test_a_stopped_run_whose_write_raced_the_guard_is_closed_again(phase, weight
     assert verdict.act and "was stopped by the guard" in verdict.reason, verdict.reason
     # Another run's marker changes nothing for a live run making progress.
     assert not guard_verdict(record(phase, "ci__v3", 1.0), weight, "running", NOW, STALE_AFTER, stopped_run="ci__v2").act
+
+
+def test_a_silent_record_at_zero_whose_stable_slot_holds_the_new_version_is_left_to_its_undo():
+    """Traffic is all on the stable slot, which a partial promote gave v2: only the run's undo knows
+    to put v1 back, so the guard must not close the record and hide that."""
+    half_promoted = record("promoting", "ci__v2", 10_000).model_copy(update={"promote_done": ("stable_slot",)})
+    assert not guard_verdict(half_promoted, 0, "running", NOW, STALE_AFTER).act
 
 
 def test_guard_reasons_say_what_was_wrong():

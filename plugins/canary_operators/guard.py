@@ -33,16 +33,23 @@ def guard_verdict(status: ReleaseStatus, weight: int, owner_state: str | None, n
         # The stopped run's last write raced the guard's record: close it again, and undo any move.
         return GuardVerdict(True, f"guard: run {owner} was stopped by the guard but its record says "
                                   f"{status.phase} with the canary at {weight}%; closing it")
+    silent = now - status.updated_at
     if weight == 0:
         if status.mid_way and not alive:
             return GuardVerdict(True, f"guard: run {owner} is {owner_state or 'gone'} and left the release "
                                       f"{status.phase}; the canary is at 0%, the record is closed")
+        # A paused run whose gate already reset the canary: its undo never comes to close the
+        # record. A stable slot that may hold the new version is left to that undo (it alone
+        # knows the old version to put back), so such a record stays open.
+        if status.mid_way and silent > stale_after and "stable_slot" not in status.promote_done:
+            return GuardVerdict(True, f"guard: run {owner} has made no progress for {silent:.0f}s (limit "
+                                      f"{stale_after:.0f}s) and left the release {status.phase}; the canary is "
+                                      f"at 0%, the record is closed")
         return GuardVerdict(False, f"canary at 0% ({status.phase})")
     if not owner:
         return GuardVerdict(True, f"guard: canary at {weight}% and no run owns the release")
     if not alive:
         return GuardVerdict(True, f"guard: canary at {weight}% but its run {owner} is {owner_state or 'gone (deleted)'}")
-    silent = now - status.updated_at
     if silent > stale_after:
         return GuardVerdict(True, f"guard: canary at {weight}% and its run {owner} has made no progress for "
                                   f"{silent:.0f}s (limit {stale_after:.0f}s): paused, stuck, or no triggerer running")
