@@ -181,3 +181,21 @@ def in_task(_execution_api_comms):
         yield
     with create_session() as session:
         session.query(VariableRow).filter(VariableRow.key.startswith("canary_")).delete(synchronize_session=False)
+
+
+# Modules that hold a worker for minutes (Airflow services, CloudWatch's one-minute periods), from
+# `--durations`. xdist's loadfile hands out modules in collection order, so these go first and the
+# short modules fill in around them instead of waiting behind a long one at the end.
+SLOW_MODULES = (
+    "test_dag_runs_aws.py", "test_dag_runs_targets_aws.py", "test_report_ui.py", "test_dag_runs_lambda.py",
+    "test_safety_faults.py", "test_airflow_services.py", "test_installed_wheel.py", "test_load_airflow_settings.py",
+    "test_spec_isolation_services.py", "test_dag_runs_targets.py", "test_dag_runs.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        name = item.path.name
+        return SLOW_MODULES.index(name) if name in SLOW_MODULES else len(SLOW_MODULES)
+
+    items.sort(key=rank)  # stable: the order within a module is kept

@@ -188,6 +188,15 @@ class SafetyLab:
         requests.post(url + "/admin/deploy", json={"version": version},
                       headers={"Authorization": f"Bearer {self.stack.admin_token}"}, timeout=2).raise_for_status()
 
+    def pause_guard(self, timeout: float = 60) -> None:
+        """Pause the guard and wait out a sweep already under way, which pausing does not stop."""
+        self.guard.pause(True)
+        deadline = time.monotonic() + timeout
+        while self.guard.get(f"/dags/{GUARD_DAG_ID}/dagRuns",
+                             params={"limit": 1, "state": ["queued", "running"]})["total_entries"]:
+            assert time.monotonic() < deadline, "a guard sweep never finished after the pause"
+            time.sleep(0.3)
+
     def guard_runs(self) -> int:
         return self.guard.get(f"/dags/{GUARD_DAG_ID}/dagRuns", params={"limit": 1})["total_entries"]
 
@@ -371,7 +380,7 @@ def cleared_and_rerun(lab: SafetyLab) -> Measured:
 def second_release_refused(lab: SafetyLab, client) -> Measured:
     """A canary left at 10% (here by hand): preflight refuses and nothing moves; the guard
     resets it; ``force_reset`` starts the release anyway."""
-    lab.guard.pause(True)
+    lab.pause_guard()
     lab.stack.haproxy_command("set server app/stable weight 90")
     lab.stack.haproxy_command("set server app/canary weight 10")
     lines: list[str] = []
@@ -387,7 +396,7 @@ def second_release_refused(lab: SafetyLab, client) -> Measured:
     measured = lab.wait_safe("orphaned canary (guard)", t0, 3 * GUARD_EVERY + 30)
     lab.wait_record("the guard's reset", lambda r: r.get("decision", "").startswith("guard:"))
     # force_reset: put back to 0% first, then release.
-    lab.guard.pause(True)
+    lab.pause_guard()
     lab.stack.haproxy_command("set server app/stable weight 90")
     lab.stack.haproxy_command("set server app/canary weight 10")
     run_id = f"safety__{uuid.uuid4().hex[:10]}"
