@@ -97,6 +97,9 @@ def airflow(demo_stack, tmp_path_factory):
     }
     env = {"CANARY_RELEASES_DIR": str(releases),
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{APPROVER}:admin,{NOT_APPROVER}:admin"}
+    # Nothing here tests the guard (tests/test_safety_faults.py does): a sweep a minute would only
+    # spend the suite's CPU on task processes.
+    env["CANARY_GUARD_SCHEDULE"] = "1h"
     env.update({f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(fields) for conn_id, fields in connections.items()})
     services = AirflowServices(tmp_path_factory.mktemp("airflow-home"), api_port=free_port(), extra_env=env)
     services.start(timeout=180)  # raises with the tail of every component's log

@@ -89,6 +89,9 @@ def airflow(demo_stack, tmp_path_factory):
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            scoped_auth_manager.DENIED_ENV: f"{VIEWER}:{DAG_ID}",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{VIEWER}:viewer"}
+    # Nothing here tests the guard (tests/test_safety_faults.py does): a sweep a minute would only
+    # spend the suite's CPU on task processes.
+    env["CANARY_GUARD_SCHEDULE"] = "1h"
     env.update({f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(fields) for conn_id, fields in connections.items()})
     services = AirflowServices(tmp_path_factory.mktemp("report-airflow-home"), api_port=free_port(), extra_env=env)
     services.start(timeout=180)
