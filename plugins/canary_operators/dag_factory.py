@@ -85,6 +85,23 @@ def invalid_dag_id(stem: str) -> str:
     return "canary_" + re.sub(r"[^A-Za-z0-9_.-]", "_", stem)[:200]
 
 
+def release_dag(spec: ReleaseSpec, doc: str, plan_note: str, description: str, extra_tags: tuple = ()) -> DAG:
+    """The DAG object every release gets (single or several targets): schedule, one run at a
+    time, owner and retries from the spec, and the static plan appended to its docs."""
+    plan = static_plan(spec)
+    return DAG(
+        dag_id=spec.dag_id,
+        description=(spec.description or description)[:200],
+        doc_md=f"{doc}\n\n{plan} {plan_note}" if plan else doc,
+        schedule=spec.schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,  # one release at a time per service
+        tags=["canary", *extra_tags, *spec.tags],
+        default_args={"owner": spec.owner, "retries": spec.retries, "retry_delay": timedelta(seconds=spec.retry_delay)},
+    )
+
+
 def build_dag(spec: ReleaseSpec, source: str = "") -> DAG:
     """The canary DAG for one validated spec."""
     if spec.targets:  # several regions or clusters: one task group per target
@@ -96,19 +113,8 @@ def build_dag(spec: ReleaseSpec, source: str = "") -> DAG:
         f"Steps: {' → '.join(f'{s}%' for s in spec.steps)}; bake {spec.bake_time:g}s, gate timeout {spec.gate_timeout:g}s; "
         f"router `{spec.router.type}`, metrics `{spec.metrics.type}`; checks: {', '.join(c.name for c in spec.checks)}."
     )
-    if static_plan(spec):
-        doc += f"\n\n{static_plan(spec)} Each run plans again at the live traffic, in preflight's log."
-    with DAG(
-        dag_id=spec.dag_id,
-        description=(spec.description or f"Canary release of {spec.name}")[:200],
-        doc_md=doc,
-        schedule=spec.schedule,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,  # one release at a time per service
-        tags=["canary", *spec.tags],
-        default_args={"owner": spec.owner, "retries": spec.retries, "retry_delay": timedelta(seconds=spec.retry_delay)},
-    ) as dag:
+    with release_dag(spec, doc, "Each run plans again at the live traffic, in preflight's log.",
+                     description=f"Canary release of {spec.name}") as dag:
         # Infrastructure blips (the API server away for a minute) are retried with backoff; a
         # failing verdict raises AirflowFailException and is never retried.
         ride_out = dict(retries=max(spec.retries, 5), retry_delay=timedelta(seconds=max(spec.retry_delay, 5.0)),

@@ -96,8 +96,8 @@ def _barrier(stages_by_target: dict[str, dict[str, list]]) -> None:
 
 
 def build_targets_dag(spec: ReleaseSpec, source: str = "") -> DAG:
-    from canary_operators.dag_factory import START_DATE
-    from canary_operators.dag_params import static_plan, trigger_form
+    from canary_operators.dag_factory import release_dag
+    from canary_operators.dag_params import trigger_form
 
     releases = target_releases(spec)
     waves = wave_order(list(releases), spec.strategy, spec.waves)
@@ -108,19 +108,8 @@ def build_targets_dag(spec: ReleaseSpec, source: str = "") -> DAG:
            f"{spec.description}\n\n"
            + "\n".join(f"- `{name}`: router `{r.router.type}`, metrics `{r.metrics.type}`, steps "
                        f"{' → '.join(f'{s}%' for s in r.steps)}" for name, r in releases.items()))
-    if static_plan(spec):
-        doc += f"\n\n{static_plan(spec)} Each run plans again at each target's live traffic, in its preflight's log."
-    with DAG(
-        dag_id=spec.dag_id,
-        description=(spec.description or f"Canary release of {spec.name} to {', '.join(releases)}")[:200],
-        doc_md=doc,
-        schedule=spec.schedule,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        tags=["canary", "targets", *spec.tags],
-        default_args={"owner": spec.owner, "retries": spec.retries, "retry_delay": timedelta(seconds=spec.retry_delay)},
-    ) as dag:
+    with release_dag(spec, doc, "Each run plans again at each target's live traffic, in its preflight's log.",
+                     description=f"Canary release of {spec.name} to {', '.join(releases)}", extra_tags=("targets",)) as dag:
         stages: dict[str, dict[str, list]] = {}
         undo: dict[str, tuple] = {}
         for name, release in releases.items():
