@@ -311,7 +311,10 @@ def paused(lab: SafetyLab) -> Measured:
     lab.api.pause(True)
     limit = 5 + 20 + 2 * GUARD_EVERY + 30  # bake + stale_after + two sweeps + a sweep's own run
     measured = lab.wait_safe("DAG paused", t0, limit)
-    status = lab.wait_record("the guard's reset", lambda r: r.get("phase") == "rolled_back")
+    # When the gate reset the canary itself (it timed out) before the pause, no undo comes: the guard
+    # closes the record once it is silent past stale_after (20 s), at its next sweep.
+    status = lab.wait_record("the guard's reset", lambda r: r.get("phase") == "rolled_back",
+                             timeout=20 + 2 * GUARD_EVERY + 30)
     assert status["decision"].startswith("guard:") and "no progress" in status["decision"], status
     # Unpaused, the run must not push the canary up again: promote refuses, the run fails.
     lab.api.pause(False)
