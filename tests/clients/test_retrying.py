@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from canary_operators.clients.retrying import WaitTimedOut, retrying, wait_until
+from canary_operators.clients import retrying as retrying_module
+from canary_operators.clients.retrying import WaitTimedOut, pause, retrying, wait_until
 
 
 class Flaky(Exception):
@@ -66,3 +67,11 @@ def test_wait_until_returns_the_first_value_and_times_out_naming_what_it_waited_
     with pytest.raises(WaitTimedOut, match="waiting for the rollout to settle"):
         wait_until(lambda: None, timeout=5, interval=2, what="the rollout to settle", sleep=sleep, clock=lambda: now[0])
     assert now[0] == 5
+
+
+def test_pause_waits_once_through_the_one_sleep_and_not_at_all_for_zero(monkeypatch):
+    slept = []
+    monkeypatch.setattr(retrying_module, "SLEEP", slept.append)
+    pause(1.5)
+    pause(0)
+    assert slept == [1.5]

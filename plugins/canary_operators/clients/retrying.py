@@ -5,6 +5,7 @@
   function (``retrying(...)(fn, *args)``) or iterate it; the last error is re-raised when it gives up.
 - ``wait_until(probe, ...)``: poll ``probe()`` until it returns something other than None, or the
   timeout passes (``WaitTimedOut``). For rollouts, deployments and services settling.
+- ``pause(seconds)``: one plain wait, for a step that checks once more a moment later.
 
 Every wait in the package goes through ``SLEEP`` here, so tests can make waiting instant and this
 is the one place ``time.sleep`` appears.
@@ -58,6 +59,12 @@ def retrying(*, retry_on: type[BaseException] | tuple[type[BaseException], ...] 
              else retry_if_exception_type(retry_on))
     return Retrying(stop=stop, wait=wait, retry=retry, reraise=True, sleep=sleep or (lambda s: SLEEP(s)),
                     before_sleep=before_sleep)
+
+
+def pause(seconds: float) -> None:
+    """Wait ``seconds`` once (through ``SLEEP``)."""
+    if seconds > 0:
+        SLEEP(seconds)
 
 
 def wait_until(probe: Callable[[], T | None], *, timeout: float, interval: float, what: str,

@@ -32,6 +32,7 @@ from canary_operators.operators.common import (
     run_id_of,
     stable_version_variable,
 )
+from canary_operators.clients.retrying import pause
 from canary_operators.routers import router_class
 from canary_operators.secrets import scrub_error
 from canary_operators.spec import ReleaseSpec
@@ -78,7 +79,7 @@ class GroupAbort(ReleaseOperator):
         for name, action in actions.items():
             result["targets"][name] = {"action": action, **(self._reset(self.scope[name]) if action != "none" else {}),
                                        **({"note": notes[name]} if name in notes else {})}
-        time.sleep(RECHECK_SECONDS)
+        pause(RECHECK_SECONDS)
         for name, action in actions.items():
             spec = self.scope[name]
             if action == "stop" and read_status(spec.name).phase not in STOPPED:
