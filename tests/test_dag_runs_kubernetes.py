@@ -20,7 +20,7 @@ import yaml
 
 from canary_operators.spec import ReleaseSpec, parse_spec
 from tests.conftest import ROOT, serve_http, set_connection, xcom
-from tests.k8s_api_server import (
+from tests.k8s import (
     deployment,
     http_route,
     ingress,

@@ -28,7 +28,7 @@ from canary_operators.operators.common import build_provider, build_router, endp
 from canary_operators.spec import RunConf, load_spec
 from canary_operators.spec.targets import target_releases
 from tests.conftest import ROOT, free_port, point_aws_at_moto, serve_http, set_connection, wait_until
-from tests.k8s_api_server import FakeKubeApi, deployment, http_route, ingress, rollout, virtual_service
+from tests.k8s import FakeKubeApi, deployment, http_route, ingress, rollout, virtual_service
 from tests.metrics.datadog_stub import DatadogStub
 
 SPECS = sorted((ROOT / "include" / "releases").glob("*.yaml"))

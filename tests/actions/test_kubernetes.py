@@ -8,7 +8,7 @@ from canary_operators.clients.kubernetes import MERGE_PATCH, STRATEGIC_MERGE_PAT
 from canary_operators.actions import run_action
 from canary_operators.exceptions import HookError, SpecError
 from canary_operators.spec import K8sDeployHook, K8sScaleHook, RunConf, parse_spec
-from tests.k8s_api_server import deployment, k8s  # noqa: F401  (k8s is a fixture)
+from tests.k8s import deployment, k8s  # noqa: F401  (k8s is a fixture)
 
 RUN = RunConf(release="web", version="v2", stable_version="v1")
 

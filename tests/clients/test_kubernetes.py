@@ -19,7 +19,7 @@ from canary_operators.clients.kubernetes import (
     virtual_service as vs_resource,
 )
 from canary_operators.exceptions import HookError, HookRefused, RouterError, RouterRefused
-from tests.k8s_api_server import deployment, k8s, virtual_service  # noqa: F401  (k8s is a fixture)
+from tests.k8s import deployment, k8s, virtual_service  # noqa: F401  (k8s is a fixture)
 
 VS = vs_resource("shop", "web")
 
@@ -119,6 +119,30 @@ def test_a_strategic_merge_patch_of_a_custom_object_is_refused_before_sending(k8
     with pytest.raises(RouterRefused, match="is a custom resource: no strategic merge patch"):
         KubernetesApi(k8s.conn_id, label="t").patch(VS, {"metadata": {}}, STRATEGIC_MERGE_PATCH)
     assert k8s.api.client_writes(ok_only=False) == []
+
+
+def test_the_fake_answers_with_the_real_servers_bodies(k8s):
+    """What the classification above reads, as the kube-apiserver sends it (tests/k8s/recorded/ and its sources)."""
+    import requests
+
+    from tests.k8s import TOKEN
+
+    k8s.api.put(virtual_service())
+    url, headers = k8s.api.url + k8s.api.path("VirtualService", "shop", "web"), {"Authorization": f"Bearer {TOKEN}"}
+    failure = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure"}
+    details = {"name": "web", "group": "networking.istio.io", "kind": "virtualservices"}
+    stale = requests.patch(url, json={"metadata": {"resourceVersion": "1"}}, headers={**headers, "Content-Type": MERGE_PATCH}, timeout=5)
+    assert (stale.status_code, stale.json()) == (409, {**failure, "message": 'Operation cannot be fulfilled on virtualservices.networking.istio.io '
+                                                       '"web": the object has been modified; please apply your changes to the latest version and '
+                                                       "try again", "reason": "Conflict", "details": details, "code": 409})
+    k8s.api.rules = []
+    assert requests.get(url, headers=headers, timeout=5).json() == {
+        **failure, "message": 'virtualservices.networking.istio.io "web" is forbidden: User "system:serviceaccount:airflow:canary" cannot get '
+                              'resource "virtualservices" in API group "networking.istio.io" in the namespace "shop"',
+        "reason": "Forbidden", "details": details, "code": 403}
+    k8s.api.served.discard("VirtualService")  # no CRD: Go's http.NotFound, not a Status
+    gone = requests.get(url, headers=headers, timeout=5)
+    assert (gone.status_code, gone.headers["Content-Type"], gone.text) == (404, "text/plain; charset=utf-8", "404 page not found\n")
 
 
 # -- JSON patches that do not apply: a lost race or a wrong patch ---------------------------------

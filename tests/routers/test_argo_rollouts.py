@@ -13,7 +13,7 @@ from canary_operators.exceptions import RouterError, RouterRefused, WeightNotApp
 from canary_operators.routers import router_class
 from canary_operators.routers.argo_rollouts_driver import ArgoRolloutDriver, RolloutDriver
 from canary_operators.routers.base import Weights
-from tests.k8s_api_server import k8s, rollout  # noqa: F401  (k8s is a fixture)
+from tests.k8s import k8s, rollout  # noqa: F401  (k8s is a fixture)
 
 SETTINGS = {"namespace": "shop", "rollout": "web", "poll_seconds": 0.02, "step_timeout_seconds": 5}
 RULES = [{"apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["get"]},

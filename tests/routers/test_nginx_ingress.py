@@ -10,7 +10,7 @@ from canary_operators.clients.kubernetes import MERGE_PATCH
 from canary_operators.exceptions import RouterError, WeightNotApplied
 from canary_operators.routers import router_class
 from canary_operators.routers.base import Weights
-from tests.k8s_api_server import ingress, k8s  # noqa: F401  (k8s is a fixture)
+from tests.k8s import ingress, k8s  # noqa: F401  (k8s is a fixture)
 
 SETTINGS = {"namespace": "shop", "canary_ingress": "web-canary"}
 WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
@@ -114,7 +114,7 @@ def test_the_fake_refuses_a_number_as_annotation_like_kubernetes(k8s):
 
 def test_an_unreachable_api_server_is_a_router_error(tmp_path, monkeypatch):
     from tests.conftest import free_port, set_connection
-    from tests.k8s_api_server import FakeKubeApi
+    from tests.k8s import FakeKubeApi
 
     api = FakeKubeApi()
     api._server = SimpleNamespace(server_port=free_port())  # a kubeconfig pointing at a port nobody listens on
