@@ -19,9 +19,10 @@ demo: install
 	$(PY) include/scripts/run_demo.py
 
 # Three workers on two cores: most tests wait on Airflow, HAProxy, moto or a CloudWatch minute,
-# not on the CPU. One file per worker (loadfile) keeps each module's services shared.
+# not on the CPU. One file per worker (loadfile) keeps each module's services shared; modules go
+# out in collection order (tests/conftest.py puts the slow ones first), not by their test count.
 test: install
-	$(PY) -m pytest -q -n 3 --dist loadfile tests --ignore=tests/test_production_stack.py
+	$(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) tests --ignore=tests/test_production_stack.py
 
 # The production stack: PostgreSQL, the CeleryExecutor with two workers on Redis, a triggerer and a
 # dag-processor, running the same releases. Its own target, as it would take `make test` past 10

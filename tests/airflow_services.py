@@ -370,10 +370,13 @@ class AirflowServices:
         """Block until the DAG processor has parsed ``dag_id``; fail at once on an import error."""
         deadline = time.monotonic() + timeout
         while True:
-            answer = self.api().get(f"{self.url}/api/v2/dags/{dag_id}", timeout=5)
-            if answer.status_code == 200:
-                return answer.json()
-            errors = self.api().get(f"{self.url}/api/v2/importErrors", timeout=5).json().get("import_errors", [])
+            try:
+                answer = self.api().get(f"{self.url}/api/v2/dags/{dag_id}", timeout=5)
+                if answer.status_code == 200:
+                    return answer.json()
+                errors = self.api().get(f"{self.url}/api/v2/importErrors", timeout=5).json().get("import_errors", [])
+            except requests.Timeout:  # a just-started api-server on a busy machine: ask again
+                errors = []
             if errors or time.monotonic() > deadline:
                 shown = "\n".join(f"{e.get('filename')}: {e.get('stack_trace')}" for e in errors) or "none"
                 raise AirflowStartError(f"DAG {dag_id} not parsed (waited {timeout:g}s at most); import errors:\n{shown}\n"

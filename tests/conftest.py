@@ -184,12 +184,22 @@ def in_task(_execution_api_comms):
 
 
 # Modules that hold a worker for minutes (Airflow services, CloudWatch's one-minute periods), from
-# `--durations`. xdist's loadfile hands out modules in collection order, so these go first and the
-# short modules fill in around them instead of waiting behind a long one at the end.
-SLOW_MODULES = (
-    "test_dag_runs_aws.py", "test_dag_runs_targets_aws.py", "test_report_ui.py", "test_dag_runs_lambda.py",
-    "test_safety_faults.py", "test_airflow_services.py", "test_installed_wheel.py", "test_load_airflow_settings.py",
-    "test_spec_isolation_services.py", "test_dag_runs_targets.py", "test_dag_runs.py",
+# `--durations`. With `--no-loadscope-reorder` (the Makefile's; by default xdist orders modules by
+# their number of tests), loadfile hands out modules in collection order, so these go first,
+# longest first, and the short modules fill in around them instead of waiting behind a long one.
+SLOW_MODULES = (  # seconds each took in a whole `make test` on 2 cores
+    "test_safety_faults.py",  # 340
+    "test_airflow_services.py",  # 200
+    "test_dag_runs_aws.py",  # 140
+    "test_report_ui.py",  # 140
+    "test_dag_runs.py",  # 130
+    "test_dag_runs_targets_aws.py",  # 130
+    "test_dag_runs_lambda.py",  # 120
+    "test_installed_wheel.py",  # 60-130
+    "test_dag_runs_kubernetes.py",  # 80
+    "test_dag_runs_targets.py",  # 80
+    "test_spec_isolation_services.py",  # 40
+    "test_load_airflow_settings.py",  # 20
 )
 
 

@@ -231,8 +231,10 @@ class SafetyLab:
         return self.api.states(run_id).get(task_id)
 
     # -- releases -------------------------------------------------------------------------------
-    def reset(self) -> None:
-        """No unfinished run, stable v1 with all traffic, canary v1 with none, no record, guard on."""
+    def reset(self, guard: bool = True) -> None:
+        """No unfinished run, stable v1 with all traffic, canary v1 with none, no record; the guard
+        on, or paused for a scenario that proves the run's own undo (its sweeps are the suite's
+        costliest task processes, and it could mask an undo that failed)."""
         self.api.pause(False)  # a paused DAG runs no teardown: unfinished runs would never end
         unfinished = [run["dag_run_id"] for run in self.api.get(f"/dags/{DAG_ID}/dagRuns", params={"limit": 100})["dag_runs"]
                       if run["state"] not in FINISHED]
@@ -249,7 +251,10 @@ class SafetyLab:
         for variable in (f"canary_status__{RELEASE}", f"canary_stable_version__{RELEASE}"):
             self.api.request("DELETE", f"/variables/{variable}", ok=(204, 404))
         self.api.pause(False)
-        self.guard.pause(False)
+        if guard:
+            self.guard.pause(False)
+        else:
+            self.pause_guard()
 
     def start_release(self, version: str = "v2", conf: dict | None = None, gate_state: str = "deferred") -> str:
         """Trigger a run and wait until its gate judges the canary at 10%."""

@@ -30,6 +30,13 @@ def fresh(lab):
     return lab
 
 
+@pytest.fixture
+def unguarded(lab):
+    """No guard sweeps: what puts traffic back is the run's own undo, and nothing else."""
+    lab.reset(guard=False)
+    return lab
+
+
 @pytest.fixture(scope="module")
 def client():
     return load_module("include/ci/trigger_release.py", "trigger_release_safety")
@@ -40,12 +47,12 @@ def report(measured: scenarios.Measured) -> None:
     assert measured.seconds_to_safe <= measured.bound
 
 
-def test_run_marked_failed_mid_gate_puts_traffic_back(fresh):
-    report(scenarios.marked_failed(fresh))
+def test_run_marked_failed_mid_gate_puts_traffic_back(unguarded):
+    report(scenarios.marked_failed(unguarded))
 
 
-def test_run_marked_success_mid_gate_puts_traffic_back_and_is_no_promotion(fresh, client):
-    report(scenarios.marked_success(fresh, client))
+def test_run_marked_success_mid_gate_puts_traffic_back_and_is_no_promotion(unguarded, client):
+    report(scenarios.marked_success(unguarded, client))
 
 
 def test_paused_dag_mid_gate_is_reset_by_the_guard(fresh):
@@ -60,8 +67,8 @@ def test_triggerer_stopped_for_good_bounds_the_exposure(fresh):
     report(scenarios.triggerer_stopped(fresh))
 
 
-def test_rolled_back_run_cleared_and_run_again_ends_at_zero(fresh):
-    report(scenarios.cleared_and_rerun(fresh))
+def test_rolled_back_run_cleared_and_run_again_ends_at_zero(unguarded):
+    report(scenarios.cleared_and_rerun(unguarded))
 
 
 def test_second_release_refused_while_a_canary_serves_then_guard_and_force_reset(fresh, client):
