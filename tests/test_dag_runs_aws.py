@@ -106,7 +106,7 @@ def spec_for(name: str, world: World) -> dict:
         "bake_time": "5s",
         "settle_time": "1s",
         "gate_timeout": "150s",  # one whole minute after the shift, whenever in the minute it happens
-        "poke_interval": "1s",
+        "poke_interval": "5s",  # a gate waits for a whole published minute anyway; each look costs moto CPU
         "retries": 0,
         "checks": [{"name": "errors", "kind": "error_rate", "max_increase_pp": 5, "min_requests": 500}],
         "deploy": {"type": "ecs_deploy", **ecs, "service": "web-canary", "container": "web", "image": IMAGE, "desired_count": 2},
@@ -139,7 +139,7 @@ def record_weights(worlds: list[World], stop: threading.Event, errors: list) -> 
                     world.weights.append(now)
         except Exception as e:  # noqa: BLE001  reported by the fixture
             errors.append(f"weights poller: {e!r}")
-        time.sleep(0.05)
+        time.sleep(0.25)  # each state lasts seconds (a bake, a gate); moto answers cost CPU
 
 
 def feed_metrics(worlds: list[World], stop: threading.Event, errors: list) -> None:
