@@ -110,3 +110,38 @@ def test_evaluate_gate_times_out_at_the_planned_value(monkeypatch):
     assert gate_evaluation.evaluate_gate(spec, RUN, 50, shifted, {}).outcome is Outcome.ROLLBACK
     look = gate_evaluation.evaluate_gate(spec, RUN, 50, shifted, {}, gate_timeout=1800.0)
     assert look.outcome is Outcome.HOLD and "needs 100" in look.reason
+
+
+# -- a late reset (a cancelled trigger's on_kill) ------------------------------------------------
+
+@pytest.mark.parametrize(("owner", "reset"), [
+    ("old_run", True),   # still this run's: back to stable
+    (None, True),        # no record: back to stable
+    ("new_run", False),  # another run started since: its canary is not this run's to touch
+])
+def test_a_late_reset_leaves_a_canary_another_run_owns_now(in_task, monkeypatch, owner, reset):
+    from canary_operators.operators import gate_evaluation
+    from canary_operators.status import ReleaseStatus, write_status
+    from tests.fakes import FakeRouter
+
+    router = FakeRouter(weight=10)
+    monkeypatch.setattr(gate_evaluation, "build_router", lambda release, run=None: router)
+    if owner:
+        write_status(ReleaseStatus(release="web", phase="gating", run_id=owner, dag_id="canary_web",
+                                   version="v2", stable_version="v1", weight=10))
+    record = gate_evaluation.reset_to_stable(_spec(), RUN, 10, "gate_10: stopped by a user action",
+                                             run_id="old_run", stale=True)
+    assert router.weight == (0 if reset else 10), record
+    assert ("skipped" in record) is (not reset)
+
+
+def test_a_late_reset_that_cannot_read_the_record_resets(in_task, monkeypatch):
+    from canary_operators.operators import gate_evaluation
+    from canary_operators import status
+    from tests.fakes import FakeRouter
+
+    router = FakeRouter(weight=10)
+    monkeypatch.setattr(gate_evaluation, "build_router", lambda release, run=None: router)
+    monkeypatch.setattr(status, "read_status", lambda name: (_ for _ in ()).throw(RuntimeError("api-server down")))
+    gate_evaluation.reset_to_stable(_spec(), RUN, 10, "gate_10: stopped", run_id="old_run", stale=True)
+    assert router.weight == 0

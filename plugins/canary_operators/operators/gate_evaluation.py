@@ -157,11 +157,27 @@ def _expected_share(release: ReleaseSpec, run: RunConf, weight: int, log) -> flo
 
 
 def reset_to_stable(release: ReleaseSpec, run: RunConf, weight: int, reason: str, log=None,
-                    run_id: str | None = None, looks_ref: dict | None = None) -> dict:
+                    run_id: str | None = None, looks_ref: dict | None = None, stale: bool = False) -> dict:
     """Put all traffic back on stable now, in one attempt (the undo retries against its deadline);
-    return what happened and how fast. With ``run_id``, record it while that run owns the release."""
-    from canary_operators.status import heartbeat
+    return what happened and how fast. With ``run_id``, record it while that run owns the release.
 
+    ``stale``: the caller may act late (a trigger the triggerer cancels seconds after its run was
+    marked): when another run owns the release by then, its canary is that run's to judge, and
+    this one touches nothing. A record that cannot be read resets anyway."""
+    from canary_operators.status import heartbeat, read_status
+
+    if stale and run_id:
+        try:
+            owner = read_status(release.name).run_id
+        except Exception as e:  # noqa: BLE001 - cannot tell: the safe side is stable
+            owner = None
+            if log:
+                log.warning("could not read the status record before the reset (%s); resetting", scrub_error(e))
+        if owner and owner != run_id:
+            if log:
+                log.warning("not resetting the canary: run %s owns %s now, not this run %s (%s)",
+                            owner, release.name, run_id, reason)
+            return {"reason": reason, "weight_before": weight, "skipped": f"owned by run {owner}"}
     started = time.monotonic()
     record = {"reason": reason, "weight_before": weight}
     try:

@@ -248,4 +248,4 @@ class ApprovalWatchTrigger(HITLTrigger):
                 break
         await in_thread(reset_to_stable, release, run, self.weight,
                         f"{self.name}: the approval was stopped by a user action while the canary "
-                        f"was watched at {self.weight}%", log, self.run_id)
+                        f"was watched at {self.weight}%", log, self.run_id, stale=True)

@@ -102,4 +102,4 @@ class MetricGateTrigger(BaseTrigger):
             return
         await in_thread(reset_to_stable, release, run, self.weight,
                         f"{self.task_id or 'gate'}: the gate was stopped by a user action while it judged "
-                        f"the canary at {self.weight}%", log, self.run_id)
+                        f"the canary at {self.weight}%", log, self.run_id, stale=True)
