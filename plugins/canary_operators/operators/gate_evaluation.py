@@ -168,16 +168,16 @@ def reset_to_stable(release: ReleaseSpec, run: RunConf, weight: int, reason: str
 
     if stale and run_id:
         try:
-            owner = read_status(release.name).run_id
+            status = read_status(release.name)
         except Exception as e:  # noqa: BLE001 - cannot tell: the safe side is stable
-            owner = None
+            status = None
             if log:
                 log.warning("could not read the status record before the reset (%s); resetting", scrub_error(e))
-        if owner and owner != run_id:
+        if status is not None and status.run_id and not status.owned_by(run_id):
             if log:
                 log.warning("not resetting the canary: run %s owns %s now, not this run %s (%s)",
-                            owner, release.name, run_id, reason)
-            return {"reason": reason, "weight_before": weight, "skipped": f"owned by run {owner}"}
+                            status.run_id, release.name, run_id, reason)
+            return {"reason": reason, "weight_before": weight, "skipped": f"owned by run {status.run_id}"}
     started = time.monotonic()
     record = {"reason": reason, "weight_before": weight}
     try:
