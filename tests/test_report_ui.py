@@ -238,9 +238,20 @@ def log_in(browser, airflow: AirflowServices, user: str):
 
 def open_report_tab(page, airflow: AirflowServices, run_id: str):
     """The DAG run page's "Canary report" tab; returns the report's frame."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.goto(f"{airflow.url}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}", wait_until="networkidle")
-    page.get_by_role("tab", name=re.compile("Canary report")).or_(page.get_by_role("link", name=re.compile("Canary report"))).first.click()
-    page.wait_for_selector("iframe[title='Canary report']", timeout=30_000)
+    tab = page.get_by_role("tab", name=re.compile("Canary report")).or_(page.get_by_role("link", name=re.compile("Canary report"))).first
+    # The UI may re-render its tabs once the plugins' views have loaded, and a click on the first
+    # render is then lost (seen once on a busy machine): click again if no report frame comes.
+    for attempt in range(3):
+        tab.click()
+        try:
+            page.wait_for_selector("iframe[title='Canary report']", timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     frame = page.frame_locator("iframe[title='Canary report']")
     frame.locator("#outcome").wait_for(timeout=30_000)
     return frame
